@@ -1,0 +1,55 @@
+"""Tasks: rows of {id, question, answer, verifier, metadata}; train and held-out splits never overlap.
+
+`verifier` names the rule in `r1lab.rewards.verifiers` that scores an extracted answer for this row,
+so tasks stay data and a new verifier is one registered function.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+
+class Row(TypedDict, total=False):
+    id: str
+    question: str
+    answer: str
+    verifier: str  # "reasoning_gym" | "math" | "numeric" | "exact" | "code" | any registered name
+    metadata: dict[str, Any]
+
+
+class TaskError(ValueError):
+    """Bad task spec or data file; the message names the file, line or field."""
+
+
+@dataclass
+class Task:
+    name: str
+    train: list[Row]
+    test: list[Row]
+
+    def __post_init__(self):
+        seen = {r["question"] for r in self.train}
+        overlap = [r["id"] for r in self.test if r["question"] in seen]
+        if overlap:
+            raise TaskError(f"task {self.name}: held-out rows {overlap[:5]} also appear in train")
+
+    def split(self, name: str) -> list[Row]:
+        if name not in ("train", "test"):
+            raise TaskError(f"task {self.name}: split must be 'train' or 'test', got {name!r}")
+        return self.train if name == "train" else self.test
+
+
+@dataclass
+class TaskConfig:
+    """Which task to train/evaluate on. `source` picks the loader; the other fields are its arguments."""
+
+    source: str = "reasoning_gym"  # reasoning_gym | gsm8k | jsonl | math500 | aime24
+    name: str = "chain_sum"  # reasoning-gym dataset name (ignored by file sources)
+    path: str = ""  # data file for gsm8k / jsonl / benchmark overrides
+    kwargs: dict[str, Any] = field(default_factory=dict)  # reasoning-gym dataset options
+    train_size: int = 2000
+    test_size: int = 200
+    seed: int = 0
+    prompt_field: str = "prompt"  # jsonl only
+    answer_field: str = "answer"  # jsonl only
+    verifier: str = ""  # jsonl: override the verifier (default "math")

@@ -1,0 +1,116 @@
+"""Task loaders: reasoning-gym by name, GSM8K, generic prompt/answer JSONL, bundled benchmarks."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from r1lab.data.base import Row, Task, TaskConfig, TaskError
+from r1lab.data.files import read_jsonl
+
+# The repository's data/ folder (vendored copies of ../shared/data; see data/SOURCES.md).
+DATA_DIR = Path(__file__).resolve().parents[3] / "data"
+BUNDLED = {
+    "gsm8k": ("train/gsm8k_train.jsonl", "benchmarks/gsm8k.jsonl"),
+    "math500": (None, "benchmarks/math500.jsonl"),
+    "aime24": (None, "benchmarks/aime24.jsonl"),
+}
+
+
+def _data_file(relative: str) -> Path:
+    path = DATA_DIR / relative
+    if not path.is_file():
+        raise TaskError(f"bundled data file {path} is missing; pass task.path=<file> instead")
+    return path
+
+
+def reasoning_gym_task(cfg: TaskConfig) -> Task:
+    import reasoning_gym
+
+    try:
+        # Distinct seeds give independent procedural streams; duplicates are then removed below.
+        train = reasoning_gym.create_dataset(cfg.name, size=cfg.train_size, seed=cfg.seed, **cfg.kwargs)
+        test = reasoning_gym.create_dataset(cfg.name, size=cfg.test_size * 2, seed=cfg.seed + 1_000_003, **cfg.kwargs)
+    except (KeyError, ValueError) as err:
+        raise TaskError(f"task.name={cfg.name!r} / task.kwargs={cfg.kwargs}: reasoning-gym says: {err}") from None
+    except TypeError as err:
+        raise TaskError(f"task.kwargs={cfg.kwargs} for reasoning-gym {cfg.name!r}: {err}") from None
+
+    def row(split: str, i: int, entry: dict) -> Row:
+        return Row(id=f"{cfg.name}-{split}-{i}", question=entry["question"], answer=str(entry["answer"]),
+                   verifier="reasoning_gym", metadata={"entry": _jsonable(entry)})
+
+    # Held-out first (unique questions), then train without any held-out question: small problem
+    # spaces (1-digit sums) repeat, and a repeat across splits would leak the answer.
+    test_rows, held = [], set()
+    for i, e in enumerate(test):
+        if e["question"] not in held and len(test_rows) < cfg.test_size:
+            held.add(e["question"])
+            test_rows.append(row("test", i, e))
+    train_rows = [row("train", i, e) for i, e in enumerate(train) if e["question"] not in held]
+    if not train_rows:
+        raise TaskError(f"reasoning-gym {cfg.name} with {cfg.kwargs}: every train question is held out; "
+                        "lower task.test_size or widen the task")
+    return Task(f"reasoning_gym/{cfg.name}", train_rows, test_rows)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def gsm8k_rows(path: str | Path, split: str) -> list[Row]:
+    rows = []
+    for lineno, rec in read_jsonl(path, required=("question", "answer")):
+        if "####" not in rec["answer"]:
+            raise TaskError(f"{path}:{lineno}: field 'answer' has no '#### <final answer>' marker")
+        final = rec["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+        rows.append(Row(id=f"gsm8k-{split}-{lineno}", question=rec["question"], answer=final,
+                        verifier="numeric", metadata={"solution": rec["answer"]}))
+    return rows
+
+
+def jsonl_rows(path: str | Path, prompt_field: str, answer_field: str, verifier: str, prefix: str) -> list[Row]:
+    rows = []
+    for lineno, rec in read_jsonl(path, required=(prompt_field, answer_field)):
+        rows.append(Row(id=str(rec.get("id", f"{prefix}-{lineno}")), question=str(rec[prompt_field]),
+                        answer=str(rec[answer_field]), verifier=verifier,
+                        metadata={k: v for k, v in rec.items() if k not in (prompt_field, answer_field)}))
+    return rows
+
+
+def _split(rows: list[Row], cfg: TaskConfig) -> tuple[list[Row], list[Row]]:
+    """Held-out = a seeded sample; train = the rest with held-out questions removed."""
+    order = list(range(len(rows)))
+    random.Random(cfg.seed).shuffle(order)
+    test = [rows[i] for i in order[: cfg.test_size]]
+    held = {r["question"] for r in test}
+    train = [rows[i] for i in order[cfg.test_size:] if rows[i]["question"] not in held][: cfg.train_size]
+    return train, test
+
+
+def load_task(cfg: TaskConfig) -> Task:
+    if cfg.source == "reasoning_gym":
+        return reasoning_gym_task(cfg)
+    if cfg.source == "gsm8k":
+        if cfg.path:  # one file: split it
+            train, test = _split(gsm8k_rows(cfg.path, "all"), cfg)
+        else:  # bundled: train file for training, the official test split held out
+            train = gsm8k_rows(_data_file(BUNDLED["gsm8k"][0]), "train")[: cfg.train_size]
+            test = gsm8k_rows(_data_file(BUNDLED["gsm8k"][1]), "test")[: cfg.test_size]
+        return Task("gsm8k", train, test)
+    if cfg.source in ("math500", "aime24"):
+        path = cfg.path or _data_file(BUNDLED[cfg.source][1])
+        rows = jsonl_rows(path, "problem", "answer", "math", cfg.source)
+        return Task(cfg.source, [], rows[: cfg.test_size] if cfg.test_size else rows)
+    if cfg.source == "jsonl":
+        if not cfg.path:
+            raise TaskError("task.source=jsonl needs task.path=<file.jsonl>")
+        rows = jsonl_rows(cfg.path, cfg.prompt_field, cfg.answer_field, cfg.verifier or "math", Path(cfg.path).stem)
+        train, test = _split(rows, cfg)
+        return Task(Path(cfg.path).stem, train, test)
+    raise TaskError(f"task.source={cfg.source!r}: expected one of reasoning_gym, gsm8k, jsonl, math500, aime24")

