@@ -22,3 +22,13 @@ def model(tokenizer):
 @pytest.fixture
 def qwen_model(tokenizer):
     return tiny_model("qwen2", vocab_size=len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random Llama + char tokenizer saved as a normal HF checkpoint directory."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tok = tiny_tokenizer()
+    tiny_model("llama", vocab_size=len(tok)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)

@@ -132,7 +132,7 @@ def tiny_model(family: str = "llama", vocab_size: int = 128, seed: int = 0, **ov
         raise ValueError(f"tiny_model family must be one of {sorted(kinds)}, got {family!r}")
     spec = dict(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2,
     )
     spec.update(overrides)

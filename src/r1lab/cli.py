@@ -1,0 +1,62 @@
+"""The `r1lab` command. Each command parses flags into a config and calls one library function."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from r1lab.config import ConfigError, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Reproduce DeepSeek-R1 on your own models: R1-Zero GRPO, the R1 recipe, distillation, eval, serving.")
+console = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Reproduce DeepSeek-R1 on your own models. Set R1LAB_DEBUG=1 for full tracebacks."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # r1lab draws its own progress; per-shard bars only add noise
+
+USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError)
+
+
+def fail(err: Exception) -> None:
+    if os.environ.get("R1LAB_DEBUG"):
+        raise err
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def zero(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Recipe YAML (recipes/zero_*.yaml)."),
+    model: Optional[str] = typer.Option(None, help="Model alias, local checkpoint dir or hub id."),
+    task: Optional[str] = typer.Option(None, help="reasoning-gym dataset name (task.source=reasoning_gym)."),
+    steps: Optional[int] = typer.Option(None, help="GRPO steps."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run directory."),
+    engine: Optional[str] = typer.Option(None, help="Rollout backend: hf or native."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in output-dir from its last checkpoint."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Any config field, e.g. --set grpo.lr=2e-5 (repeatable)."),
+):
+    """R1-Zero: pure GRPO with rule-based rewards, no SFT."""
+    from r1lab.rl.config import ZeroConfig
+    from r1lab.rl.trainer import train_zero
+
+    flags = {"model.name": model, "task.name": task, "grpo.steps": steps, "run.output_dir": output_dir, "engine": engine}
+    extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    try:
+        cfg = load_config(ZeroConfig, config, [*extra, *overrides])
+        run = train_zero(cfg, resume=resume)
+    except USER_ERRORS as err:
+        fail(err)
+    console.print(f"run written to [bold]{run.root}[/] (metrics.jsonl, samples.jsonl, plot.png, checkpoints/)")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""R1-Zero reinforcement learning: GRPO math (grpo.py) and the training loop (trainer.py)."""

@@ -1,0 +1,167 @@
+"""Pack (prompt, completion) pairs into padded tensors and score them with the policy.
+
+Layout of one row: [pad … pad | prompt | completion | pad … pad]. Prompts are left-padded and
+completions right-padded, so every completion starts in the same column and the LM head runs only
+over the completion columns (`logits_to_keep`); rows are bucketed by length to waste little padding.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from r1lab.rl.grpo import token_entropy, token_logprobs
+
+
+@dataclass
+class SequenceBatch:
+    input_ids: Tensor  # (B, Wp + Wc)
+    attention_mask: Tensor  # (B, Wp + Wc)
+    position_ids: Tensor  # (B, Wp + Wc)
+    completion_ids: Tensor  # (B, Wc)
+    completion_mask: Tensor  # (B, Wc) float, 1 on real completion tokens
+    index: list[int]  # positions of these rows in the full step batch
+
+
+def pack(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int,
+         index: list[int]) -> SequenceBatch:
+    wp = max(len(p) for p in prompts)
+    wc = max(max(len(c) for c in completions), 1)
+    b = len(prompts)
+    input_ids = torch.full((b, wp + wc), pad_id, dtype=torch.long)
+    attention = torch.zeros((b, wp + wc), dtype=torch.long)
+    completion_ids = torch.full((b, wc), pad_id, dtype=torch.long)
+    completion_mask = torch.zeros((b, wc), dtype=torch.float32)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        input_ids[i, wp - len(p) : wp] = torch.tensor(p, dtype=torch.long)
+        attention[i, wp - len(p) : wp + len(c)] = 1
+        if c:
+            input_ids[i, wp : wp + len(c)] = torch.tensor(c, dtype=torch.long)
+            completion_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            completion_mask[i, : len(c)] = 1.0
+    position_ids = (attention.cumsum(1) - 1).clamp(min=0)
+    return SequenceBatch(input_ids, attention, position_ids, completion_ids, completion_mask, index)
+
+
+def micro_batches(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int,
+                  size: int) -> list[SequenceBatch]:
+    """Length-bucketed micro-batches: rows of similar total length share a padded tensor."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(completions[i]))
+    return [
+        pack([prompts[i] for i in chunk], [completions[i] for i in chunk], pad_id, chunk)
+        for chunk in (order[s : s + size] for s in range(0, len(order), size))
+    ]
+
+
+def completion_logits(model, batch: SequenceBatch) -> Tensor:
+    """Logits that predict each completion token: (B, Wc, V)."""
+    wc = batch.completion_ids.shape[1]
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids, logits_to_keep=wc + 1, use_cache=False)
+    return out.logits[:, :-1]
+
+
+def score_sequences(model, batch: SequenceBatch, temperature: float, with_entropy: bool = False
+                    ) -> tuple[Tensor, Tensor | None]:
+    """Per-token log-probs (B, Wc) under softmax(logits / T), and optionally the entropy (detached)."""
+    logits = completion_logits(model, batch)
+    logp = token_logprobs(logits, batch.completion_ids, temperature)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = token_entropy(logits.detach(), temperature)
+    return logp, entropy
+
+
+# ---------------------------------------------------------------- shared-prompt scoring
+@dataclass
+class GroupBatch:
+    """Several groups: each distinct prompt once, its completions pointing at it by `row_prompt`."""
+
+    prompt_ids: Tensor  # (P, Wp) left-padded
+    prompt_mask: Tensor  # (P, Wp)
+    row_prompt: Tensor  # (N,) which prompt each completion continues
+    completion_ids: Tensor  # (N, Wc) right-padded
+    completion_mask: Tensor  # (N, Wc) float
+    index: list[int]  # positions of the N completions in the full step batch
+
+
+def pack_groups(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], row_prompt: Sequence[int],
+                pad_id: int, index: list[int]) -> GroupBatch:
+    wp = max(len(p) for p in prompts)
+    wc = max(max(len(c) for c in completions), 1)
+    prompt_ids = torch.full((len(prompts), wp), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((len(prompts), wp), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        prompt_ids[i, wp - len(p):] = torch.tensor(p, dtype=torch.long)
+        prompt_mask[i, wp - len(p):] = 1
+    completion_ids = torch.full((len(completions), wc), pad_id, dtype=torch.long)
+    completion_mask = torch.zeros((len(completions), wc), dtype=torch.float32)
+    for i, c in enumerate(completions):
+        if c:
+            completion_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            completion_mask[i, : len(c)] = 1.0
+    return GroupBatch(prompt_ids, prompt_mask, torch.tensor(list(row_prompt), dtype=torch.long),
+                      completion_ids, completion_mask, index)
+
+
+def group_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[int]],
+                        completions: Sequence[Sequence[int]], pad_id: int, size: int) -> list[GroupBatch]:
+    """Whole groups per micro-batch (about `size` completions each); rows keep their batch positions."""
+    groups: dict[int, list[int]] = {}
+    for i, key in enumerate(prompt_of):
+        groups.setdefault(key, []).append(i)
+    chunks, current = [], []
+    for key in sorted(groups, key=lambda k: len(prompts[k])):  # similar prompt lengths pad less
+        if current and sum(len(groups[k]) for k in current) + len(groups[key]) > size:
+            chunks.append(current)
+            current = []
+        current.append(key)
+    if current:
+        chunks.append(current)
+    out = []
+    for keys in chunks:
+        rows = [i for k in keys for i in groups[k]]
+        slot = {k: j for j, k in enumerate(keys)}
+        out.append(pack_groups([prompts[k] for k in keys], [completions[i] for i in rows],
+                               [slot[prompt_of[i]] for i in rows], pad_id, rows))
+    return out
+
+
+def grouped_completion_logits(model, batch: GroupBatch) -> Tensor:
+    """Logits predicting each completion token, running every shared prompt once: (N, Wc, V).
+
+    The prompt's keys/values are computed once per group and fanned out to its G completions;
+    autograd carries the completions' gradients back through them, so the result (and gradient)
+    equals G separate full-sequence forwards, at 1/G of the prompt compute.
+    """
+    prompt_pos = (batch.prompt_mask.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, position_ids=prompt_pos,
+                use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    cache.batch_select_indices(batch.row_prompt)  # (P, ...) -> (N, ...)
+    first = out.logits[:, -1][batch.row_prompt]  # (N, V): predicts completion token 0
+    wc = batch.completion_ids.shape[1]
+    prompt_len = batch.prompt_mask.sum(1)[batch.row_prompt]  # (N,)
+    positions = prompt_len.unsqueeze(1) + torch.arange(wc).unsqueeze(0)  # (N, Wc)
+    mask = torch.cat([batch.prompt_mask[batch.row_prompt], batch.completion_mask.long()], dim=1)
+    with warnings.catch_warnings():  # newer transformers renames the argument `cache`; older ones lack that
+        warnings.simplefilter("ignore", FutureWarning)
+        rest = model(input_ids=batch.completion_ids, attention_mask=mask, position_ids=positions,
+                     past_key_values=cache, use_cache=True).logits  # (N, Wc, V): predicts tokens 1..Wc
+    return torch.cat([first.unsqueeze(1), rest[:, :-1]], dim=1)
+
+
+def score_groups(model, batch: GroupBatch, temperature: float, with_entropy: bool = False
+                 ) -> tuple[Tensor, Tensor | None]:
+    """As `score_sequences`, for a GroupBatch."""
+    logits = grouped_completion_logits(model, batch)
+    logp = token_logprobs(logits, batch.completion_ids, temperature)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = token_entropy(logits.detach(), temperature)
+    return logp, entropy

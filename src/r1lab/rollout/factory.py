@@ -1,0 +1,16 @@
+"""Build a rollout backend by name; the only place that knows which engines exist."""
+from __future__ import annotations
+
+ENGINES = ("hf", "native")
+
+
+def make_engine(name: str, model, tokenizer, **kwargs):
+    if name == "hf":
+        from r1lab.rollout.hf import HFEngine
+
+        return HFEngine(model, tokenizer, **kwargs)
+    if name == "native":
+        from r1lab.rollout.engine import NativeEngine
+
+        return NativeEngine(model, tokenizer, **kwargs)
+    raise ValueError(f"engine must be one of {list(ENGINES)}, got {name!r}")

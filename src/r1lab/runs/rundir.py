@@ -1,0 +1,137 @@
+"""RunDir: the one place a run writes files. Rank 0 writes; every write that matters is atomic."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_PREFIX = "step-"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+class RunDir:
+    """metrics.jsonl, samples.jsonl, config.yaml, checkpoints/step-N/ (+ `latest`), plot.png."""
+
+    def __init__(self, root: str | Path, rank: int = 0):
+        self.root = Path(root)
+        self.rank = rank
+        self.is_writer = rank == 0
+        if self.is_writer:
+            self.root.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ logs
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def samples_path(self) -> Path:
+        return self.root / "samples.jsonl"
+
+    def write_text(self, name: str, text: str) -> None:
+        if self.is_writer:
+            atomic_write_text(self.root / name, text)
+
+    def _append(self, path: Path, records: list[dict]) -> None:
+        if not self.is_writer or not records:
+            return
+        with path.open("a", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        self._append(self.metrics_path, [{"step": step, **metrics}])
+
+    def log_samples(self, step: int, samples: list[dict]) -> None:
+        self._append(self.samples_path, [{"step": step, **s} for s in samples])
+
+    def read_metrics(self) -> list[dict]:
+        return read_jsonl_records(self.metrics_path)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop log rows newer than `step`: a killed run may have logged past its last checkpoint."""
+        if not self.is_writer:
+            return
+        for path in (self.metrics_path, self.samples_path):
+            if path.exists():
+                kept = [r for r in read_jsonl_records(path) if r.get("step", 0) <= step]
+                atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def save_checkpoint(self, step: int, model, tokenizer, state: dict[str, Any], keep: int = 2) -> Path | None:
+        """Weights (safetensors, loadable by plain transformers), tokenizer and trainer state, renamed into place."""
+        if not self.is_writer:
+            return None
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        final = self.checkpoints / f"{CHECKPOINT_PREFIX}{step:06d}"
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.checkpoints))
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            torch.save(state, tmp / "trainer_state.pt")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write_text(self.checkpoints / "latest", final.name + "\n")
+        for old in sorted(self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.checkpoints / "latest"
+        if pointer.is_file():
+            path = self.checkpoints / pointer.read_text().strip()
+            if (path / "trainer_state.pt").is_file():
+                return path
+        found = sorted(p for p in self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if (p / "trainer_state.pt").is_file())
+        return found[-1] if found else None
+
+    @staticmethod
+    def load_state(checkpoint: Path) -> dict[str, Any]:
+        return torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+
+
+def read_jsonl_records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill mid-write; the rows before it are intact
+    return out
