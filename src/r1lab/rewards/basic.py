@@ -23,8 +23,9 @@ def accuracy_lenient(completion: str, **row) -> float:
 
 @register_reward("format")
 def format_strict(completion: str, **row) -> float:
-    """1 if the reply is exactly <think>...</think> then <answer>...</answer>, each once."""
-    return float(_STRICT.fullmatch(completion) is not None)
+    """1 if the reply is exactly <think>...</think> then <answer>...</answer>, each tag once."""
+    once = all(completion.count(tag) == 1 for tag in ("<think>", "</think>", "<answer>", "</answer>"))
+    return float(once and _STRICT.fullmatch(completion) is not None)
 
 
 @register_reward("format_partial")

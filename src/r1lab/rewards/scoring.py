@@ -29,7 +29,8 @@ def score_batch(completions: list[str], rows: list[dict], weights: dict[str, flo
     fns = {name: get_reward(name) for name in weights}
     per = {name: [0.0] * len(completions) for name in fns}
     failures = {name: 0 for name in fns}
-    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=max_workers)
+    try:
         jobs = {(name, i): pool.submit(_safe, fn, c, r)
                 for name, fn in fns.items() for i, (c, r) in enumerate(zip(completions, rows))}
         for (name, i), job in jobs.items():
@@ -39,5 +40,8 @@ def score_batch(completions: list[str], rows: list[dict], weights: dict[str, flo
                 value, failed = 0.0, True
             per[name][i] = value
             failures[name] += failed
+    finally:
+        # Not `with`: its exit would wait for a hung reward thread, and a hang must not stop the run.
+        pool.shutdown(wait=False, cancel_futures=True)
     total = [sum(weights[n] * per[n][i] for n in fns) for i in range(len(completions))]
     return RewardBatch(total, per, failures)
