@@ -41,7 +41,8 @@ class HFEngine:
         kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, pad_token_id=pad,
                       eos_token_id=sorted(self.eos_ids), return_dict_in_generate=True, output_logits=params.logprobs)
         if sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
+            # top_k=0 disables top-k here as in SamplingParams; None would mean HF's default of 50
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         was_training = self.model.training

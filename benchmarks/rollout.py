@@ -1,0 +1,184 @@
+"""Rollout throughput: r1lab's NativeEngine vs transformers `generate` (HFEngine), side by side.
+
+    python benchmarks/rollout.py                      # SmolLM2-135M, batch 1/8/32/64, 64 new tokens
+    python benchmarks/rollout.py --batches 32 --new-tokens 32 --reps 1
+
+Both engines run in this one process, interleaved per batch size (HF, ours, HF, ours ...), on the
+same chat prompts, sampling at temperature 1 without log-probs (as the GRPO trainer asks;
+--logprobs turns them on) and EOS ignored, so both produce exactly batch * new_tokens tokens.
+Reported tokens/s is end to end (prefill included), best of --reps. The int8 column is
+NativeEngine(quantize="int8"): faster, not exact. It also checks that greedy fp32 output matches
+transformers token for token.
+
+Roofline: the best 1024^3 GEMM GFLOP/s sampled during the run (fp32 and bf16, whichever is
+higher; fp32 is re-sampled after every batch size because a shared machine makes single samples
+noisy) divided by 2 * (linear-layer params incl. LM head) FLOPs per token, at the thread count used.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import torch
+
+from r1lab.models import load_model, load_tokenizer
+from r1lab.rollout.base import SamplingParams
+from r1lab.rollout.engine import NativeEngine
+from r1lab.rollout.hf import HFEngine
+
+QUESTIONS = [
+    "What is 17 + 25?", "A train travels 60 km in 1.5 hours. What is its average speed in km/h?",
+    "Compute the greatest common divisor of 84 and 126.", "If x + 3 = 11, what is x?",
+    "How many minutes are there in 7 hours?", "What is the sum of the first ten positive integers?",
+    "Sara has 3 boxes with 12 pencils each and gives away 7 pencils. How many are left?",
+    "Is 91 a prime number? Explain briefly.",
+]
+SYSTEM = ("Think step by step inside <think> </think> tags, then give only the final answer inside "
+          "<answer> </answer> tags.")
+
+
+def chat_prompts(tokenizer, n: int) -> list[list[int]]:
+    """n distinct chat prompts (question i, variant i // len(QUESTIONS)) of ragged lengths."""
+    out = []
+    for i in range(n):
+        question = QUESTIONS[i % len(QUESTIONS)] + (f" (variant {i // len(QUESTIONS)})" if i >= len(QUESTIONS) else "")
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return out
+
+
+def gemm_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
+    """Best GFLOP/s of an n^3 matmul over ~`seconds`."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def linear_params(model) -> int:
+    """Parameters that cost 2 FLOPs per token: every Linear incl. the LM head (a tied embedding once)."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+class IgnoreEOS:
+    """Every engine generates exactly n tokens, so token counts are equal: HF suppresses EOS via
+    min_new_tokens (one cheap logits processor), native engines get an empty EOS set."""
+
+    def __init__(self, model, natives: list[NativeEngine], n: int):
+        self.model, self.natives, self.n = model, natives, n
+
+    def __enter__(self):
+        self.saved = (self.model.generation_config.min_new_tokens, [e.eos_ids for e in self.natives])
+        self.model.generation_config.min_new_tokens = self.n
+        for engine in self.natives:
+            engine.eos_ids = set()
+
+    def __exit__(self, *exc):
+        self.model.generation_config.min_new_tokens, eos = self.saved
+        for engine, ids in zip(self.natives, eos):
+            engine.eos_ids = ids
+
+
+def timed(engine, prompts, params, seeds) -> tuple[float, list]:
+    start = time.perf_counter()
+    out = engine.generate(prompts, params, seeds)
+    return time.perf_counter() - start, out
+
+
+def greedy_check(model, tokenizer, native: NativeEngine, n_prompts: int = 8, new_tokens: int = 48) -> str:
+    prompts = chat_prompts(tokenizer, n_prompts)
+    params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0)
+    ours = native.generate(prompts, params)
+    theirs = HFEngine(model, tokenizer).generate(prompts, params)
+    same = sum(a.token_ids == b.token_ids for a, b in zip(ours, theirs))
+    tokens = sum(len(c.token_ids) for c in theirs)
+    return f"greedy fp32, {n_prompts} prompts x <= {new_tokens} tokens ({tokens} tokens): {same}/{n_prompts} identical to transformers generate"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--batches", default="1,8,32,64")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--bf16", action="store_true", help="also time NativeEngine(dtype=torch.bfloat16)")
+    parser.add_argument("--no-int8", action="store_true", help="skip NativeEngine(quantize='int8')")
+    parser.add_argument("--group", type=int, default=1,
+                        help="copies of each prompt (GRPO samples a group per prompt; 1 = all distinct)")
+    parser.add_argument("--logprobs", action="store_true", help="ask for log-probs (the GRPO trainer does not)")
+    parser.add_argument("--skip-check", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model = load_model(args.model).eval()
+    tokenizer = load_tokenizer(args.model)
+    native = NativeEngine(model, tokenizer)
+    native_bf16 = NativeEngine(model, tokenizer, dtype=torch.bfloat16) if args.bf16 else None
+    native_int8 = None if args.no_int8 else NativeEngine(model, tokenizer, quantize="int8")
+    hf = HFEngine(model, tokenizer)
+    # On a shared machine one short GEMM sample can land in a busy moment: the peak is the best
+    # sample over the whole run (re-measured after every batch size), and the table is printed last.
+    peak = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
+    flops_per_token = 2 * linear_params(model)
+    load_start = os.getloadavg()[0]
+    check = None if args.skip_check else greedy_check(model, tokenizer, native)
+
+    params = SamplingParams(max_new_tokens=args.new_tokens, temperature=1.0, logprobs=args.logprobs)
+    header = f"{'batch':>5} | {'prompt tok':>10} | {'HF generate tok/s':>17} | {'native tok/s':>12} | {'speedup':>7} | {'% roofline':>10}"
+    if native_int8:
+        header += f" | {'native int8 tok/s':>17} | {'speedup':>7}"
+    if native_bf16:
+        header += f" | {'native bf16 tok/s':>17}"
+    rows = []
+    for batch in [int(b) for b in args.batches.split(",")]:
+        distinct = chat_prompts(tokenizer, max(1, batch // args.group))
+        prompts = [p for p in distinct for _ in range(args.group)][:batch]
+        seeds = list(range(batch))
+        engines = {"hf": hf, "native": native, "int8": native_int8, "bf16": native_bf16}
+        engines = {name: e for name, e in engines.items() if e is not None}
+        best = {name: float("inf") for name in engines}
+        with IgnoreEOS(model, [e for name, e in engines.items() if name != "hf"], args.new_tokens):
+            for _ in range(args.reps):
+                for name, engine in engines.items():
+                    seconds, out = timed(engine, prompts, params, seeds)
+                    assert all(len(c.token_ids) == args.new_tokens for c in out), "token counts must match"
+                    best[name] = min(best[name], seconds)
+        tokens = batch * args.new_tokens
+        rows.append((batch, sum(map(len, prompts)), {name: tokens / t for name, t in best.items()}))
+        print(f"batch {batch} done: " + ", ".join(f"{n} {r:.1f} tok/s" for n, r in rows[-1][2].items()),
+              file=sys.stderr, flush=True)
+        peak["fp32"] = max(peak["fp32"], gemm_peak(torch.float32))
+
+    roof = max(peak.values()) * 1e9 / flops_per_token
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
+          f"{args.threads}, load avg {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    print(f"GEMM peak (1024^3, best sample over the run): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} "
+          f"GFLOP/s; {flops_per_token / 1e6:.0f} MFLOP/token -> roofline {roof:.0f} tok/s")
+    if check:
+        print(check)
+    print(f"\nsampling T=1, logprobs={args.logprobs}, {args.new_tokens} new tokens per row (EOS ignored), "
+          f"{'distinct prompts' if args.group == 1 else f'groups of {args.group} copies per prompt'}, "
+          f"tok/s end to end (prefill included), best of {args.reps}")
+    print(header)
+    print("-" * len(header))
+    for batch, prompt_tokens, rate in rows:
+        line = (f"{batch:>5} | {prompt_tokens:>10} | {rate['hf']:>17.1f} | {rate['native']:>12.1f} | "
+                f"{rate['native'] / rate['hf']:>6.2f}x | {100 * rate['native'] / roof:>9.1f}%")
+        if "int8" in rate:
+            line += f" | {rate['int8']:>17.1f} | {rate['int8'] / rate['hf']:>6.2f}x"
+        if "bf16" in rate:
+            line += f" | {rate['bf16']:>17.1f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

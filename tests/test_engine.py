@@ -1,0 +1,222 @@
+"""NativeEngine against the transformers reference, on tiny random Llama / Qwen2 models in fp32."""
+import pytest
+import torch
+
+from r1lab.models import tiny_model
+from r1lab.rollout.base import SamplingParams
+from r1lab.rollout.engine import MIN_SHARED_PREFIX, NativeEngine, common_prefix_len
+from r1lab.rollout.hf import HFEngine
+from r1lab.rollout.llama_forward import UnsupportedModelError
+from r1lab.rollout.sampling import filter_top_k, filter_top_p, sample_rows
+
+TEXTS = ["Hello there, how are", "Hi", "The quick brown fox jumps", "a+b="]  # ragged on purpose
+GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0)
+SAMPLED = SamplingParams(max_new_tokens=24, temperature=1.0)  # tiny random models repeat one char when greedy
+
+
+def varied_model(family, tokenizer):
+    """Larger init than the fixtures: greedy text varies instead of repeating one char, so
+    token-for-token agreement is a real test."""
+    return tiny_model(family, vocab_size=len(tokenizer), initializer_range=0.2)
+
+
+def encode(tokenizer, texts=TEXTS):
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_greedy_matches_transformers_generate_token_for_token(family, tokenizer):
+    model = varied_model(family, tokenizer)
+    if family == "qwen2":  # random init leaves q/k/v biases at zero; make them matter
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.q_proj.bias.normal_(0, 0.5)
+                layer.self_attn.k_proj.bias.normal_(0, 0.5)
+    prompts = encode(tokenizer)
+    ours = NativeEngine(model, tokenizer).generate(prompts, GREEDY)
+    theirs = HFEngine(model, tokenizer).generate(prompts, GREEDY)
+    assert len({c.token_ids[5] for c in ours}) > 1, "outputs should differ between prompts"
+    for a, b in zip(ours, theirs):
+        assert a.token_ids == b.token_ids
+        assert a.text == b.text and a.finish_reason == b.finish_reason
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+SHARED = ["You are a calculator. Q: 1+2=", "You are a calculator. Q: 10+20=", "You are a calculator. Q: 10+20=",
+          "You are a calculator.", "You are a calculator. Q: 7*8= A:"]  # one is a prefix of all, one repeats
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_shared_prefix_prefill_matches_transformers(family, tokenizer):
+    model = varied_model(family, tokenizer)
+    prompts = encode(tokenizer, SHARED)
+    assert common_prefix_len(prompts) - 1 >= MIN_SHARED_PREFIX  # the shared-prefix path runs
+    ours = NativeEngine(model, tokenizer).generate(prompts, GREEDY)
+    theirs = HFEngine(model, tokenizer).generate(prompts, GREEDY)
+    assert [c.token_ids for c in ours] == [c.token_ids for c in theirs]
+    for a, b in zip(ours, theirs):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+def test_sampled_logprobs_match_a_plain_forward(model, tokenizer):
+    params = SamplingParams(max_new_tokens=16, temperature=0.7, top_k=20, top_p=0.9)
+    prompts = encode(tokenizer) + encode(tokenizer, SHARED)
+    completions = NativeEngine(model, tokenizer).generate(prompts, params, seeds=list(range(len(prompts))))
+    for prompt, c in zip(prompts, completions):
+        ids = torch.tensor([prompt + c.token_ids])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(prompt) - 1 : -1]  # (T, V): the position before each new token
+        # The full distribution at temperature T, before top-k/top-p filtering.
+        expected = torch.log_softmax(logits / 0.7, dim=-1).gather(-1, torch.tensor(c.token_ids)[:, None])
+        assert c.logprobs == pytest.approx(expected.squeeze(-1).tolist(), abs=1e-4)
+
+
+def test_stop_string_cuts_text_and_ends_the_row(model, tokenizer):
+    prompts = encode(tokenizer, ["Hello there, how are"])
+    engine = NativeEngine(model, tokenizer)
+    full = engine.generate(prompts, SAMPLED, seeds=[0])[0]
+    # char-level tokenizer: any 2-char substring of the text is a 2-token span; take the first one
+    # (from position 4 on) that does not occur earlier, so we know exactly where the cut belongs.
+    at = next(i for i in range(4, len(full.text) - 2) if full.text.find(full.text[i : i + 2]) == i)
+    stop = full.text[at : at + 2]
+    cut = engine.generate(prompts, SamplingParams(max_new_tokens=24, temperature=1.0, stop=[stop]), seeds=[0])[0]
+    assert cut.text == full.text[:at]
+    assert cut.finish_reason == "stop"
+    # finish.py keeps the shortest token prefix whose text reaches into the stop string
+    assert cut.token_ids == full.token_ids[: at + 1] and len(cut.logprobs) == at + 1
+
+
+def test_eos_ends_only_its_row(model, tokenizer):
+    prompts = encode(tokenizer, ["Hello there, how are", "Hi"])
+    engine = NativeEngine(model, tokenizer)
+    free = engine.generate(prompts, SAMPLED, seeds=[0, 1])
+    eos = next(t for t in free[0].token_ids[3:] if t not in free[1].token_ids)  # ends row 0 only
+    engine.eos_ids = {eos}
+    ended, running = engine.generate(prompts, SAMPLED, seeds=[0, 1])
+    at = free[0].token_ids.index(eos)
+    assert at >= 3
+    assert ended.token_ids == free[0].token_ids[: at + 1]  # EOS included, as in Completion's contract
+    assert ended.finish_reason == "stop" and len(ended.logprobs) == at + 1
+    assert running.token_ids == free[1].token_ids and running.finish_reason == "length"
+
+
+def test_max_new_tokens_and_length_finish(model, tokenizer):
+    engine = NativeEngine(model, tokenizer)
+    for n in (1, 5):
+        for c in engine.generate(encode(tokenizer), SamplingParams(max_new_tokens=n, temperature=1.0), seeds=[0] * 4):
+            assert len(c.token_ids) == n == len(c.logprobs)
+            assert c.finish_reason == "length" and c.truncated
+
+
+def test_row_alone_or_in_a_batch_samples_the_same_tokens(model, tokenizer):
+    params = SamplingParams(max_new_tokens=20, temperature=1.0, top_p=0.95)
+    prompts = encode(tokenizer)
+    engine = NativeEngine(model, tokenizer)
+    batch = engine.generate(prompts, params, seeds=[11, 12, 13, 14])
+    alone = engine.generate([prompts[2]], params, seeds=[13])[0]
+    assert alone.token_ids == batch[2].token_ids
+    assert alone.logprobs == pytest.approx(batch[2].logprobs, abs=1e-5)
+    same_prompt = engine.generate([prompts[0]] * 2, params, seeds=[1, 2])
+    assert same_prompt[0].token_ids != same_prompt[1].token_ids, "different seeds must sample differently"
+
+
+def test_continuous_batching_gives_the_same_completions(model, tokenizer):
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, stop=["e"])  # rows end at different steps
+    prompts = encode(tokenizer) * 2
+    seeds = list(range(len(prompts)))
+    wide = NativeEngine(model, tokenizer, max_batch_size=16).generate(prompts, params, seeds)
+    narrow = NativeEngine(model, tokenizer, max_batch_size=3).generate(prompts, params, seeds)
+    assert [c.token_ids for c in narrow] == [c.token_ids for c in wide]
+    assert len({len(c.token_ids) for c in wide}) > 1, "rows should finish at different steps"
+
+
+def test_engine_sees_in_place_weight_updates(model, tokenizer):
+    prompts = encode(tokenizer)
+    engine = NativeEngine(model, tokenizer)
+    before = engine.generate(prompts, GREEDY)
+    with torch.no_grad():  # what an optimizer step does: mutate the same tensors
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    after = engine.generate(prompts, GREEDY)
+    reference = HFEngine(model, tokenizer).generate(prompts, GREEDY)
+    assert [c.token_ids for c in after] == [c.token_ids for c in reference]
+    assert [c.token_ids for c in after] != [c.token_ids for c in before]
+
+
+def test_bf16_copy_needs_refresh(model, tokenizer):
+    prompts = encode(tokenizer)
+    engine = NativeEngine(model, tokenizer, dtype=torch.bfloat16)
+    before = engine.generate(prompts, GREEDY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    assert [c.token_ids for c in engine.generate(prompts, GREEDY)] == [c.token_ids for c in before]
+    engine.refresh_weights()
+    assert [c.token_ids for c in engine.generate(prompts, GREEDY)] != [c.token_ids for c in before]
+
+
+def test_int8_stays_close_to_fp32_and_needs_refresh(model, tokenizer):
+    prompts = encode(tokenizer)
+    params = SamplingParams(max_new_tokens=12, temperature=1.0)
+    exact = NativeEngine(model, tokenizer).generate(prompts, params, seeds=[0, 1, 2, 3])
+    int8 = NativeEngine(model, tokenizer, quantize="int8")
+    approx = int8.generate(prompts, params, seeds=[0, 1, 2, 3])
+    first = [(a.token_ids[0], b.token_ids[0]) for a, b in zip(exact, approx)]
+    assert all(a == b for a, b in first)  # same seed, nearly the same distribution: same first token
+    assert approx[0].logprobs[0] == pytest.approx(exact[0].logprobs[0], abs=0.05)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    stale = int8.generate(prompts, params, seeds=[0, 1, 2, 3])
+    assert [c.token_ids for c in stale] == [c.token_ids for c in approx]
+    int8.refresh_weights()
+    assert [c.token_ids for c in int8.generate(prompts, params, seeds=[0, 1, 2, 3])] != [c.token_ids for c in approx]
+
+
+def test_lora_adapters_are_applied(model, tokenizer):
+    peft = pytest.importorskip("peft")
+    wrapped = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():  # LoRA B starts at zero; give the adapters an effect
+        for name, p in wrapped.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    prompts = encode(tokenizer)
+    ours = NativeEngine(wrapped, tokenizer).generate(prompts, GREEDY)
+    theirs = HFEngine(wrapped, tokenizer).generate(prompts, GREEDY)
+    assert [c.token_ids for c in ours] == [c.token_ids for c in theirs]
+    with wrapped.disable_adapter():
+        base = HFEngine(wrapped, tokenizer).generate(prompts, GREEDY)
+    assert [c.token_ids for c in ours] != [c.token_ids for c in base]
+
+
+def test_unsupported_architecture_is_a_clear_error(tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2))
+    with pytest.raises(UnsupportedModelError, match="model_type"):
+        NativeEngine(gpt2, tokenizer)
+
+
+def test_top_k_keeps_ties_and_top_p_keeps_the_smallest_nucleus():
+    scores = torch.tensor([[3.0, 1.0, 3.0, 2.0]])
+    assert torch.isinf(filter_top_k(scores, 1)).tolist() == [[False, True, False, True]]
+    probs = torch.tensor([[0.5, 0.05, 0.3, 0.15]])
+    kept = lambda p: (~torch.isinf(filter_top_p(probs.log(), p))).tolist()[0]  # noqa: E731
+    assert kept(0.75) == [True, False, True, False]  # drops 0.05 and 0.15 (mass 0.2 <= 0.25)
+    assert kept(0.9) == [True, False, True, True]
+
+
+def test_inverse_cdf_sampling_follows_the_probabilities():
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3]])
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.cat([sample_rows(probs, [generator]) for _ in range(4000)])
+    freq = torch.bincount(draws, minlength=4).float() / len(draws)
+    assert freq[1] == 0
+    assert freq.tolist() == pytest.approx([0.1, 0.0, 0.6, 0.3], abs=0.03)
+
+
+def test_top_k_one_sampling_is_greedy(model, tokenizer):
+    engine = NativeEngine(model, tokenizer)
+    sampled = engine.generate(encode(tokenizer), SamplingParams(max_new_tokens=16, temperature=1.3, top_k=1), seeds=[5] * 4)
+    greedy = engine.generate(encode(tokenizer), SamplingParams(max_new_tokens=16, temperature=0.0))
+    assert [c.token_ids for c in sampled] == [c.token_ids for c in greedy]
