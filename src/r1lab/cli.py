@@ -58,5 +58,36 @@ def zero(
     console.print(f"run written to [bold]{run.root}[/] (metrics.jsonl, samples.jsonl, plot.png, checkpoints/)")
 
 
+@app.command()
+def serve(
+    model: str = typer.Option(..., help="Model alias, local checkpoint dir or hub id."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    api_key: Optional[str] = typer.Option(None, envvar="R1LAB_API_KEY",
+                                          help="Require 'Authorization: Bearer KEY' (or set R1LAB_API_KEY)."),
+    served_model_name: Optional[str] = typer.Option(None, help="Model id clients send; default: the model's name."),
+    think_prefill: bool = typer.Option(True, "--think-prefill/--no-think-prefill",
+                                       help="Open every reply with '<think>\\n' so the model thinks first."),
+    max_tokens: int = typer.Option(1024, help="Default max_tokens for requests that set none."),
+    max_batch: int = typer.Option(64, help="Sequences decoded together."),
+    max_queue: int = typer.Option(256, help="Requests allowed to wait; more get HTTP 429."),
+    threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: one per core)."),
+):
+    """OpenAI-compatible chat server: reasoning_content beside content, streaming, a chat page at /."""
+    from r1lab.serve.app import run_server
+
+    try:
+        run_server(model, host=host, port=port, api_key=api_key, served_model_name=served_model_name,
+                   think_prefill=think_prefill, default_max_tokens=max_tokens, max_batch=max_batch,
+                   max_waiting=max_queue, threads=threads)
+    except USER_ERRORS as err:
+        fail(err)
+
+
+from r1lab.cli_eval import eval_app  # noqa: E402  (the eval command group lives beside this file)
+
+app.add_typer(eval_app, name="eval", help="pass@1 over k samples, cons@k, pass@k on a benchmark; `eval compare` runs.")
+
+
 def main() -> None:
     app()

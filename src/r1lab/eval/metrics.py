@@ -1,0 +1,87 @@
+"""Evaluation estimators as pure functions: pass@k, majority vote (cons@k), mean ± standard error.
+
+pass@k is the unbiased estimator of Chen et al. (2021) that R1 reports; cons@k is the accuracy of
+the majority-vote answer, where answers count as the same vote when they are mathematically equal.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """P(at least one of k samples drawn without replacement from n is correct), given c correct.
+
+    1 - C(n-c, k) / C(n, k), computed as a running product of (n-c-i)/(n-i) so that neither
+    binomial is ever formed: C(64, 32) already overflows a float's exact integer range.
+    """
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:  # every k-subset contains a correct sample
+        return 1.0
+    miss = 1.0
+    for i in range(k):
+        miss *= (n - c - i) / (n - i)
+    return 1.0 - miss
+
+
+def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample std with n-1, over sqrt(n)); stderr is 0 for one value."""
+    if not values:
+        raise ValueError("mean_stderr of an empty sequence")
+    n = len(values)
+    mean = sum(values) / n
+    if n == 1:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; unlike mean ± 1.96·se it stays inside [0, 1]
+    and is not degenerate at 0 or 1 successes, which small benchmarks (AIME: 30 questions) hit."""
+    if not 0 <= successes <= trials or trials == 0:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= trials and trials > 0, got {successes}/{trials}")
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _math_equal(a: str, b: str) -> bool:
+    from r1lab.rewards.math import verify_answer
+
+    return verify_answer(a, b) > 0  # b plays the gold: math-verify's argument order matters
+
+
+def majority_vote(answers: list[str], equal: Callable[[str, str], bool] | None = None) -> str:
+    """The most common answer, where answers in one group are mathematically equivalent.
+
+    Identical strings (after stripping) are counted together first, so `equal` (math equivalence by
+    default; it can be slow) only compares distinct strings: each joins the first group whose
+    representative, its earliest member as written, it equals. The largest group wins; a tie goes to
+    the group that appeared first, so the result depends only on the answers' order, which the
+    harness fixes by sample index. Returns the winning group's representative.
+    """
+    if not answers:
+        raise ValueError("majority_vote of no answers")
+    equal = equal or _math_equal
+    distinct: dict[str, int] = {}  # stripped text -> count, in order of first appearance
+    first_written: dict[str, str] = {}
+    for answer in answers:
+        key = answer.strip()
+        distinct[key] = distinct.get(key, 0) + 1
+        first_written.setdefault(key, answer)
+    representatives: list[str] = []
+    counts: list[int] = []
+    for key, count in distinct.items():
+        for g, rep in enumerate(representatives):
+            if equal(key, rep.strip()):
+                counts[g] += count
+                break
+        else:
+            representatives.append(first_written[key])
+            counts.append(count)
+    best = max(range(len(counts)), key=lambda g: (counts[g], -g))
+    return representatives[best]

@@ -1,0 +1,1 @@
+"""OpenAI-compatible reasoning server: `reasoning_content` beside `content`, streaming, batching."""

@@ -1,0 +1,68 @@
+"""One choice's tokens -> OpenAI deltas: detokenize, split at `</think>`, cut the answer at stops, count."""
+from __future__ import annotations
+
+from r1lab.serve.detokenize import IncrementalDetokenizer
+from r1lab.serve.reasoning import Channel, ReasoningSplitter, StopCutter
+
+FINISH_REASONS = {"eos": "stop", "length": "length", "cancelled": "stop"}
+
+
+class ChoiceText:
+    """Consumes one row's tokens in order; `stopped` turns True when a stop string ends the answer.
+
+    `stop` strings cut only the answer (`content`), never the chain of thought: a stop like "\\n"
+    would otherwise end a reasoning model's output in its first line of thinking.
+    """
+
+    def __init__(self, tokenizer, stop: list[str]) -> None:
+        self._detokenizer = IncrementalDetokenizer(tokenizer)
+        self._splitter = ReasoningSplitter()
+        self._stop = StopCutter(stop)
+        self.completion_tokens = 0
+        self.reasoning_tokens = 0  # tokens up to and including the one that closed the think block
+        self.finish_reason: str | None = None
+        self.reasoning: list[str] = []
+        self.content: list[str] | None = None  # None until `</think>` arrives
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.stopped
+
+    def on_token(self, token_id: int) -> list[tuple[Channel, str]]:
+        if self.finish_reason is not None:
+            return []  # tokens decoded after a stop string, before the row noticed its cancellation
+        was_reasoning = not self._splitter.in_content
+        self.completion_tokens += 1
+        deltas = self._route(self._splitter.feed(self._detokenizer.push(token_id)))
+        if was_reasoning:
+            self.reasoning_tokens = self.completion_tokens
+        if self._stop.stopped:
+            self.finish_reason = "stop"
+        return deltas
+
+    def on_finish(self, reason: str) -> list[tuple[Channel, str]]:
+        if self.finish_reason is not None:
+            return []
+        self.finish_reason = FINISH_REASONS[reason]
+        pieces = self._splitter.feed(self._detokenizer.finish()) + self._splitter.finish()
+        deltas = self._route(pieces)
+        tail = self._stop.finish()
+        if tail:
+            deltas += self._record([("content", tail)])
+        return deltas
+
+    def _route(self, pieces: list[tuple[Channel, str]]) -> list[tuple[Channel, str]]:
+        if self._splitter.in_content and self.content is None:
+            self.content = []  # the think block closed: the answer is "" even if nothing follows
+        routed: list[tuple[Channel, str]] = []
+        for channel, text in pieces:
+            if channel == "content":
+                text = self._stop.feed(text)
+            if text:
+                routed.append((channel, text))
+        return self._record(routed)
+
+    def _record(self, deltas: list[tuple[Channel, str]]) -> list[tuple[Channel, str]]:
+        for channel, text in deltas:
+            (self.reasoning if channel == "reasoning" else self.content).append(text)
+        return deltas
