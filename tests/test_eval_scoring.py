@@ -38,10 +38,6 @@ def test_reasoning_gym_gold_answers_score_correct():
 
 
 def _humaneval_rate(limit):
-    try:
-        get_verifier("code")
-    except KeyError:
-        pytest.skip("the 'code' verifier (r1lab.rewards.code) is not registered yet")
     rows = load_benchmark(BenchmarkSpec("humaneval", limit=limit))
     return _rate(rows, lambda r: f"<think>\n</think>\n```python\n{r['answer']}```")
 

@@ -1,6 +1,7 @@
 """JSONL reading with errors that name the file and line."""
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Iterator
@@ -9,11 +10,13 @@ from r1lab.data.base import TaskError
 
 
 def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
-    """Yield (line_number, record); a malformed line or missing field raises TaskError naming both."""
+    """Yield (line_number, record) from .jsonl or .jsonl.gz; a malformed line or missing field raises
+    TaskError naming both."""
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

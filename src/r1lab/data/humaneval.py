@@ -6,11 +6,10 @@ complete, the `check(candidate)` test code and the entry point to pass to it.
 """
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 from r1lab.data.base import Row, TaskError
+from r1lab.data.files import read_jsonl
 
 HUMANEVAL_FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 CODE_INSTRUCTION = ("Complete the following Python function. Reply with the whole function, imports included, "
@@ -26,19 +25,8 @@ def bundled_humaneval_path() -> Path:
 
 
 def _records(path: Path):
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TaskError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
-            missing = [f for f in HUMANEVAL_FIELDS if f not in record]
-            if missing:
-                raise TaskError(f"{path}:{lineno}: missing HumanEval field(s) {missing}; present: {sorted(record)}")
-            yield record
+    for _, record in read_jsonl(path, required=HUMANEVAL_FIELDS):
+        yield record
 
 
 def humaneval_rows(path: str | Path | None = None) -> list[Row]:

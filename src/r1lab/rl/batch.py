@@ -26,22 +26,35 @@ class SequenceBatch:
     index: list[int]  # positions of these rows in the full step batch
 
 
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """(B, Wp) ids and mask with each prompt flush right."""
+    wp = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), wp), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), wp), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, wp - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[i, wp - len(p):] = 1
+    return ids, mask
+
+
+def _right_pad(completions: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """(B, Wc) ids and float mask with each completion flush left."""
+    wc = max(max(len(c) for c in completions), 1)
+    ids = torch.full((len(completions), wc), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(completions), wc), dtype=torch.float32)
+    for i, c in enumerate(completions):
+        if c:
+            ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            mask[i, : len(c)] = 1.0
+    return ids, mask
+
+
 def pack(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int,
          index: list[int]) -> SequenceBatch:
-    wp = max(len(p) for p in prompts)
-    wc = max(max(len(c) for c in completions), 1)
-    b = len(prompts)
-    input_ids = torch.full((b, wp + wc), pad_id, dtype=torch.long)
-    attention = torch.zeros((b, wp + wc), dtype=torch.long)
-    completion_ids = torch.full((b, wc), pad_id, dtype=torch.long)
-    completion_mask = torch.zeros((b, wc), dtype=torch.float32)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        input_ids[i, wp - len(p) : wp] = torch.tensor(p, dtype=torch.long)
-        attention[i, wp - len(p) : wp + len(c)] = 1
-        if c:
-            input_ids[i, wp : wp + len(c)] = torch.tensor(c, dtype=torch.long)
-            completion_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
-            completion_mask[i, : len(c)] = 1.0
+    prompt_ids, prompt_mask = _left_pad(prompts, pad_id)
+    completion_ids, completion_mask = _right_pad(completions, pad_id)
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    attention = torch.cat([prompt_mask, completion_mask.long()], dim=1)
     position_ids = (attention.cumsum(1) - 1).clamp(min=0)
     return SequenceBatch(input_ids, attention, position_ids, completion_ids, completion_mask, index)
 
@@ -91,19 +104,8 @@ class GroupBatch:
 
 def pack_groups(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], row_prompt: Sequence[int],
                 pad_id: int, index: list[int]) -> GroupBatch:
-    wp = max(len(p) for p in prompts)
-    wc = max(max(len(c) for c in completions), 1)
-    prompt_ids = torch.full((len(prompts), wp), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((len(prompts), wp), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        prompt_ids[i, wp - len(p):] = torch.tensor(p, dtype=torch.long)
-        prompt_mask[i, wp - len(p):] = 1
-    completion_ids = torch.full((len(completions), wc), pad_id, dtype=torch.long)
-    completion_mask = torch.zeros((len(completions), wc), dtype=torch.float32)
-    for i, c in enumerate(completions):
-        if c:
-            completion_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
-            completion_mask[i, : len(c)] = 1.0
+    prompt_ids, prompt_mask = _left_pad(prompts, pad_id)
+    completion_ids, completion_mask = _right_pad(completions, pad_id)
     return GroupBatch(prompt_ids, prompt_mask, torch.tensor(list(row_prompt), dtype=torch.long),
                       completion_ids, completion_mask, index)
 
