@@ -113,11 +113,8 @@ def _check_verifiers(rows: list[Row], benchmark: str) -> None:
 
 
 def _start_math_checker() -> None:
-    """Start math-verify's worker process under a generous deadline before any timed check.
-
-    Each check has a short deadline that, on a cold worker, would also have to cover the worker's
-    start-up (importing sympy: seconds on a busy CPU), so the first answers would time out as wrong.
-    """
+    """Warm math-verify up (worker start-up and its lazy LaTeX-parser imports) under a generous deadline,
+    so that on a busy CPU the first real checks do not spend their short deadlines on one-off costs."""
     from r1lab.rewards.math import verify_answer
 
     verify_answer("1", "1", timeout=120.0)

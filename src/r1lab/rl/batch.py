@@ -6,7 +6,8 @@ over the completion columns (`logits_to_keep`); rows are bucketed by length to w
 """
 from __future__ import annotations
 
-import warnings
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -133,6 +134,17 @@ def group_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[in
     return out
 
 
+@functools.cache
+def _cache_argument_of(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def _cache_argument(model) -> str:
+    """transformers 5.2x renamed `past_key_values` to `cache`; speak whichever this model's forward knows."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft passes kwargs through
+    return _cache_argument_of(type(base))
+
+
 def grouped_completion_logits(model, batch: GroupBatch) -> Tensor:
     """Logits predicting each completion token, running every shared prompt once: (N, Wc, V).
 
@@ -143,17 +155,17 @@ def grouped_completion_logits(model, batch: GroupBatch) -> Tensor:
     prompt_pos = (batch.prompt_mask.cumsum(1) - 1).clamp(min=0)
     out = model(input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, position_ids=prompt_pos,
                 use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
+    cache = getattr(out, "cache", None)  # transformers 5.2x; older versions call it past_key_values
+    if cache is None:
+        cache = out.past_key_values
     cache.batch_select_indices(batch.row_prompt)  # (P, ...) -> (N, ...)
     first = out.logits[:, -1][batch.row_prompt]  # (N, V): predicts completion token 0
     wc = batch.completion_ids.shape[1]
     prompt_len = batch.prompt_mask.sum(1)[batch.row_prompt]  # (N,)
     positions = prompt_len.unsqueeze(1) + torch.arange(wc).unsqueeze(0)  # (N, Wc)
     mask = torch.cat([batch.prompt_mask[batch.row_prompt], batch.completion_mask.long()], dim=1)
-    with warnings.catch_warnings():  # newer transformers renames the argument `cache`; older ones lack that
-        warnings.simplefilter("ignore", FutureWarning)
-        rest = model(input_ids=batch.completion_ids, attention_mask=mask, position_ids=positions,
-                     past_key_values=cache, use_cache=True).logits  # (N, Wc, V): predicts tokens 1..Wc
+    rest = model(input_ids=batch.completion_ids, attention_mask=mask, position_ids=positions,
+                 use_cache=True, **{_cache_argument(model): cache}).logits  # (N, Wc, V): predicts tokens 1..Wc
     return torch.cat([first.unsqueeze(1), rest[:, :-1]], dim=1)
 
 
