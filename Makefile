@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: setup
-	$(BIN)/r1lab zero --config $(RECIPE)
+	$(BIN)/r1lab zero --config $(RECIPE) --resume  # a second `make demo` continues (or reprints) the same run
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"
