@@ -78,16 +78,20 @@ def completion_logits(model, batch: SequenceBatch) -> Tensor:
     return out.logits[:, :-1]
 
 
-def score_sequences(model, batch: SequenceBatch, temperature: float, with_entropy: bool = False
-                    ) -> tuple[Tensor, Tensor | None]:
-    """Per-token log-probs (B, Wc) under softmax(logits / T), and optionally the entropy (detached)."""
-    logits = completion_logits(model, batch)
-    logp = token_logprobs(logits, batch.completion_ids, temperature)
+def _logprobs_and_entropy(logits: Tensor, tokens: Tensor, temperature: float, with_entropy: bool
+                          ) -> tuple[Tensor, Tensor | None]:
+    logp = token_logprobs(logits, tokens, temperature)
     entropy = None
     if with_entropy:
         with torch.no_grad():
             entropy = token_entropy(logits.detach(), temperature)
     return logp, entropy
+
+
+def score_sequences(model, batch: SequenceBatch, temperature: float, with_entropy: bool = False
+                    ) -> tuple[Tensor, Tensor | None]:
+    """Per-token log-probs (B, Wc) under softmax(logits / T), and optionally the entropy (detached)."""
+    return _logprobs_and_entropy(completion_logits(model, batch), batch.completion_ids, temperature, with_entropy)
 
 
 # ---------------------------------------------------------------- shared-prompt scoring
@@ -172,10 +176,5 @@ def grouped_completion_logits(model, batch: GroupBatch) -> Tensor:
 def score_groups(model, batch: GroupBatch, temperature: float, with_entropy: bool = False
                  ) -> tuple[Tensor, Tensor | None]:
     """As `score_sequences`, for a GroupBatch."""
-    logits = grouped_completion_logits(model, batch)
-    logp = token_logprobs(logits, batch.completion_ids, temperature)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = token_entropy(logits.detach(), temperature)
-    return logp, entropy
+    return _logprobs_and_entropy(grouped_completion_logits(model, batch), batch.completion_ids, temperature,
+                                 with_entropy)
