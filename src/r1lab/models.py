@@ -5,6 +5,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -79,6 +80,15 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m"  # alias, local checkpoint dir, or hub id
+    lora_r: int = 0  # > 0 trains LoRA adapters (peft) instead of all weights
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
 def load_tokenizer(name_or_path: str):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
     return prepare_tokenizer(tokenizer)
@@ -98,6 +108,22 @@ def load_model(name_or_path: str, dtype: torch.dtype = torch.float32, device: st
     except OSError as err:
         raise ModelNotFoundError(f"could not load model {name_or_path!r}: {err}") from err
     return model.to(device)
+
+
+def load_trainable(cfg: ModelConfig, checkpoint: str | Path | None = None):
+    """The model a trainer updates: full weights, or LoRA adapters (peft) on the frozen base.
+
+    `checkpoint` is a run's saved step: full weights, or (LoRA) the adapters to put back on the base.
+    """
+    if cfg.lora_r <= 0:
+        return load_model(str(checkpoint) if checkpoint is not None else cfg.name)
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    base = load_model(cfg.name)
+    if checkpoint is not None:
+        return PeftModel.from_pretrained(base, checkpoint, is_trainable=True)
+    return get_peft_model(base, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                           target_modules=cfg.lora_targets, task_type="CAUSAL_LM"))
 
 
 # ---------------------------------------------------------------- tiny models for tests and demos

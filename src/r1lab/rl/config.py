@@ -5,16 +5,8 @@ from dataclasses import dataclass, field
 
 from r1lab.data.base import TaskConfig
 from r1lab.data.prompts import PromptConfig
+from r1lab.models import ModelConfig
 from r1lab.rl.grpo import LOSS_TYPES
-
-
-@dataclass
-class ModelConfig:
-    name: str = "smollm2-135m"  # alias, local checkpoint dir, or hub id
-    lora_r: int = 0  # > 0 trains LoRA adapters (peft) instead of all weights
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 @dataclass

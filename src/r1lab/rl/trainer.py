@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -17,10 +16,11 @@ from r1lab import dist
 from r1lab.config import to_yaml
 from r1lab.data import Row, load_task
 from r1lab.data.prompts import full_completion, render
-from r1lab.models import load_model, load_tokenizer
+from r1lab.models import load_model, load_tokenizer, load_trainable
+from r1lab.optim import make_optimizer
 from r1lab.rewards import get_reward, score_batch
 from r1lab.rl.batch import group_micro_batches, micro_batches, score_groups, score_sequences
-from r1lab.rl.config import GRPOConfig, ZeroConfig
+from r1lab.rl.config import ZeroConfig
 from r1lab.rl.grpo import LossNormalizers, group_advantages, policy_loss
 from r1lab.rl.heldout import evaluate_heldout
 from r1lab.rollout import SamplingParams
@@ -50,23 +50,6 @@ def prompt_indices(num_rows: int, seed: int, start: int, count: int) -> list[int
     return out
 
 
-def lr_lambda(cfg: GRPOConfig):
-    total = max(cfg.steps * cfg.mu, 1)
-    warm = cfg.warmup_steps * cfg.mu
-
-    def factor(update: int) -> float:
-        if warm and update < warm:
-            return (update + 1) / warm
-        progress = (update - warm) / max(total - warm, 1)
-        if cfg.lr_schedule == "linear":
-            return max(0.0, 1.0 - progress)
-        if cfg.lr_schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-        return 1.0
-
-    return factor
-
-
 @dataclass
 class Policy:
     model: torch.nn.Module
@@ -85,18 +68,7 @@ class Policy:
 def build_policy(cfg: ZeroConfig, checkpoint: Path | None = None) -> Policy:
     tokenizer = load_tokenizer(cfg.model.name)
     lora = cfg.model.lora_r > 0
-    if lora:
-        from peft import LoraConfig, PeftModel, get_peft_model
-
-        base = load_model(cfg.model.name)
-        if checkpoint is not None:
-            model = PeftModel.from_pretrained(base, checkpoint, is_trainable=True)
-        else:
-            model = get_peft_model(base, LoraConfig(r=cfg.model.lora_r, lora_alpha=cfg.model.lora_alpha,
-                                                    lora_dropout=cfg.model.lora_dropout,
-                                                    target_modules=cfg.model.lora_targets, task_type="CAUSAL_LM"))
-    else:
-        model = load_model(str(checkpoint) if checkpoint is not None else cfg.model.name)
+    model = load_trainable(cfg.model, checkpoint)
     ref = None
     if cfg.grpo.beta > 0 and not lora:
         ref = load_model(cfg.model.name) if checkpoint is not None else copy.deepcopy(model)
@@ -122,9 +94,8 @@ class GRPOTrainer:
         self.cfg, self.policy, self.run = cfg, policy, run
         self.train_rows, self.test_rows = task_rows, test_rows
         g = cfg.grpo
-        params = [p for p in policy.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=g.lr, weight_decay=g.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(g))
+        self.optimizer, self.scheduler = make_optimizer(policy.model, g.lr, g.weight_decay, g.lr_schedule,
+                                                        g.steps * g.mu, g.warmup_steps * g.mu)
         self.engine = make_engine(cfg.engine, policy.model, policy.tokenizer)
         self.sampling = SamplingParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
                                        logprobs=False)
