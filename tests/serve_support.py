@@ -1,4 +1,4 @@
-"""Shared by the serve tests: a scripted decoder and a real uvicorn server on a free loopback port."""
+"""Shared by the serve tests: a scripted engine and a real uvicorn server on a free loopback port."""
 from __future__ import annotations
 
 import threading
@@ -8,52 +8,83 @@ from contextlib import contextmanager
 import uvicorn
 
 from r1lab.models import tiny_tokenizer
+from r1lab.rollout.scheduler import Scheduler
+from r1lab.rollout.session import Session
 from r1lab.serve.app import create_app
 from r1lab.serve.batcher import Batcher
-from r1lab.serve.decode import Row
 from r1lab.serve.service import ChatService, ServeConfig
 
 SCRIPT = "Two and two make four.\nCheck: 4 - 2 = 2.</think>\n\nThe answer is 4."
 
 
-class ScriptedDecoder:
-    """Emits a fixed text token by token for every row, with the real decoder's finishing rules
-    (max_new_tokens -> "length", end of script -> "eos", cancellation -> dropped at the next step)."""
+class ScriptedEngine:
+    """The real step API (scheduler and session) around a scripted compute step: every row "samples"
+    the script's next token, then EOS. So admission, cancellation and finishing are the engine's own.
+
+    step_s: seconds each forward step takes; pause_at: after a row has this many tokens, steps wait
+    until `resume` is set; fail_once_after: the first session's compute raises once a row has this
+    many tokens (a model failure mid-generation).
+    """
 
     def __init__(self, tokenizer, script: str = SCRIPT, step_s: float = 0.0, max_rows: int = 64,
-                 context_length: int = 2048, pause_at: int | None = None) -> None:
+                 context_length: int = 2048, pause_at: int | None = None, fail_once_after: int | None = None):
+        self.tokenizer = tokenizer
         self.script = tokenizer(script, add_special_tokens=False)["input_ids"]
-        self.pause_at = pause_at  # after this many tokens, wait until `resume` is set
-        self.resume = threading.Event()
-        self.step_s, self.max_rows, self.context_length = step_s, max_rows, context_length
-        self.first_step_sizes: list[int] = []  # rows decoded together in each run's first step
-        self.cancelled_after: list[int] = []  # tokens a cancelled row had produced
+        self.eos_ids = {tokenizer.eos_token_id}
+        self.step_s, self.max_batch_size, self.context_length = step_s, max_rows, context_length
+        self.pause_at, self.resume = pause_at, threading.Event()
+        self.fail_once_after = fail_once_after
         self.steps = 0
-        self.max_live = 0  # most rows decoded in one step
+        self.max_live = 0  # most rows in one forward step
+        self.prefill_sizes: list[int] = []  # rows admitted together, per prefill step
+        self.cancelled_after: list[int] = []  # tokens each cancelled row had produced
 
-    def run(self, rows: list[Row], admit) -> None:
-        live = list(rows)
-        self.first_step_sizes.append(len(live))
-        while live:
-            time.sleep(self.step_s)
-            if self.pause_at is not None and any(r.generated == self.pause_at for r in live):
-                self.resume.wait(timeout=60)
-            self.steps += 1
-            self.max_live = max(self.max_live, len(live))
-            for row in list(live):
-                if row.cancelled.is_set():
-                    self.cancelled_after.append(row.generated)
-                    row.finish("cancelled")
-                elif row.generated == len(self.script):
-                    row.finish("eos")
-                else:
-                    row.on_token(self.script[row.generated])
-                    row.generated += 1
-                    if row.generated >= row.params.max_new_tokens:
-                        row.finish("length")
-                if row.done:
-                    live.remove(row)
-            live += admit(self.max_rows - len(live))
+    def session(self) -> Session:
+        return _RecordingSession(self, Scheduler(self.max_batch_size, self.eos_ids, self.tokenizer),
+                                 _ScriptedRunner(self))
+
+
+class _RecordingSession(Session):
+    def __init__(self, engine: ScriptedEngine, scheduler, runner) -> None:
+        super().__init__(scheduler, runner)
+        self.engine = engine
+
+    def step(self):
+        finished = super().step()
+        self.engine.cancelled_after += [len(r.tokens) for r in finished if r.finish_reason == "cancelled"]
+        return finished
+
+
+class _ScriptedRunner:
+    def __init__(self, engine: ScriptedEngine) -> None:
+        self.engine = engine
+
+    def check_length(self, total_len: int) -> None:
+        if total_len > self.engine.context_length:
+            raise ValueError(f"{total_len} > context length {self.engine.context_length}")
+
+    def reserve(self, num_slots, max_len) -> None:
+        pass
+
+    def move(self, move) -> None:
+        pass
+
+    def prefill(self, rows, first_slot):
+        self.engine.prefill_sizes.append(len(rows))
+        return self.decode(rows)
+
+    def decode(self, rows):
+        e = self.engine
+        time.sleep(e.step_s)
+        if e.pause_at is not None and any(len(r.tokens) == e.pause_at for r in rows):
+            e.resume.wait(timeout=60)
+        if e.fail_once_after is not None and any(len(r.tokens) == e.fail_once_after for r in rows):
+            e.fail_once_after = None
+            raise RuntimeError("simulated model failure")
+        e.steps += 1
+        e.max_live = max(e.max_live, len(rows))
+        eos = next(iter(e.eos_ids))
+        return [e.script[len(r.tokens)] if len(r.tokens) < len(e.script) else eos for r in rows], None
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:
@@ -64,10 +95,10 @@ def wait_until(condition, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def scripted_service(api_key: str | None = None, max_waiting: int = 256, **decoder_options) -> ChatService:
+def scripted_service(api_key: str | None = None, max_waiting: int = 256, **engine_options) -> ChatService:
     tokenizer = tiny_tokenizer()
-    decoder = ScriptedDecoder(tokenizer, **decoder_options)
-    return ChatService(tokenizer, Batcher(decoder, max_waiting=max_waiting),
+    engine = ScriptedEngine(tokenizer, **engine_options)
+    return ChatService(tokenizer, Batcher(engine, max_waiting=max_waiting),
                        ServeConfig(served_model_name="tiny-r1", api_key=api_key))
 
 

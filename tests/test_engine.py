@@ -5,9 +5,11 @@ import torch
 from r1lab.models import tiny_model
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engine import MIN_SHARED_PREFIX, NativeEngine, common_prefix_len
+from r1lab.rollout.finish import finish_completion
 from r1lab.rollout.hf import HFEngine
 from r1lab.rollout.llama_forward import UnsupportedModelError
 from r1lab.rollout.sampling import filter_top_k, filter_top_p, sample_rows
+from r1lab.rollout.scheduler import Row
 
 TEXTS = ["Hello there, how are", "Hi", "The quick brown fox jumps", "a+b="]  # ragged on purpose
 GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0)
@@ -220,3 +222,90 @@ def test_top_k_one_sampling_is_greedy(model, tokenizer):
     sampled = engine.generate(encode(tokenizer), SamplingParams(max_new_tokens=16, temperature=1.3, top_k=1), seeds=[5] * 4)
     greedy = engine.generate(encode(tokenizer), SamplingParams(max_new_tokens=16, temperature=0.0))
     assert [c.token_ids for c in sampled] == [c.token_ids for c in greedy]
+
+
+# ---------------------------------------------------------------- the step API (sessions)
+def alone(engine, prompt, params, seed):
+    return engine.generate([prompt], params, seeds=[seed])[0]
+
+
+@pytest.mark.parametrize("first, joiner", [(1, 0), (0, 2)])  # the joiner is longer / shorter
+def test_a_row_admitted_mid_generation_samples_what_it_would_alone(tokenizer, first, joiner):
+    engine = NativeEngine(varied_model("llama", tokenizer), tokenizer)
+    engine.eos_ids = set()  # every row runs to max_new_tokens: the step counts below are exact
+    prompts = encode(tokenizer)
+    early_params = SamplingParams(max_new_tokens=12, temperature=1.0)
+    late_params = SamplingParams(max_new_tokens=20, temperature=1.0, top_p=0.9)  # needs a longer cache
+    session = engine.session()  # no sizes given: the cache grows as rows join
+    early = Row(prompts[first], early_params, seed=3)
+    session.add(early)
+    for _ in range(4):
+        session.step()
+    late = Row(prompts[joiner], late_params, seed=4)
+    session.add(late)
+    session.step()  # prefills the newcomer only
+    assert (len(early.tokens), len(late.tokens)) == (4, 1)
+    session.step()  # then both decode together
+    assert (len(early.tokens), len(late.tokens)) == (5, 2)
+    session.run()
+    assert early.tokens == alone(engine, prompts[first], early_params, 3).token_ids
+    assert late.tokens == alone(engine, prompts[joiner], late_params, 4).token_ids
+    assert len(set(late.tokens)) > 3  # a varied sequence, so a cache mix-up would show
+    assert (early.finish_reason, late.finish_reason) == ("length", "length")
+
+
+def test_cancelling_a_row_stops_it_and_frees_its_slot_for_a_waiting_row(model, tokenizer):
+    engine = NativeEngine(model, tokenizer)
+    engine.eos_ids = set()
+    params = SamplingParams(max_new_tokens=10, temperature=1.0)
+    prompts = encode(tokenizer)
+    finishes = []
+    rows = [Row(p, params, seed=i, on_finish=lambda reason, i=i: finishes.append((i, reason)))
+            for i, p in enumerate(prompts)]
+    session = engine.session(num_slots=2)
+    for row in rows:
+        session.add(row)
+    rows[3].cancel()  # cancelled while waiting: never computed
+    for _ in range(3):
+        session.step()
+    assert session.scheduler.running == rows[:2] and [len(r.tokens) for r in rows] == [3, 3, 0, 0]
+    rows[0].cancel()  # between steps, as a server does when a client leaves
+    assert session.step() == [rows[0]]  # it leaves before any compute, row 2 takes its slot
+    assert session.scheduler.running == [rows[1], rows[2]] and len(rows[2].tokens) == 1
+    session.run()
+    assert len(rows[0].tokens) == 3 and rows[0].finish_reason == "cancelled"
+    assert rows[3].tokens == [] and rows[3].finish_reason == "cancelled"
+    assert sorted(finishes) == [(0, "cancelled"), (1, "length"), (2, "length"), (3, "cancelled")]
+    for i in (1, 2):  # the survivor moved slots and the newcomer reused one: neither noticed
+        assert rows[i].tokens == alone(engine, prompts[i], params, i).token_ids
+
+
+def test_rows_with_different_params_share_one_batch(model, tokenizer):
+    engine = NativeEngine(model, tokenizer)
+    prompts = encode(tokenizer)
+    full = alone(engine, prompts[0], SAMPLED, 0)
+    at = next(i for i in range(4, len(full.text) - 2) if full.text.find(full.text[i : i + 2]) == i)
+    mixed = [
+        (SamplingParams(max_new_tokens=24, temperature=1.0, stop=[full.text[at : at + 2]]), 0),
+        (SamplingParams(max_new_tokens=6, temperature=0.0), 1),
+        (SamplingParams(max_new_tokens=15, temperature=0.7, top_k=20, top_p=0.9, logprobs=False), 2),
+        (SamplingParams(max_new_tokens=9, temperature=1.3, top_k=5), 3),
+    ]
+    streamed = [[] for _ in mixed]
+    rows = [Row(p, params, seed, on_token=streamed[i].append)
+            for i, (p, (params, seed)) in enumerate(zip(prompts, mixed))]
+    session = engine.session()
+    for row in rows:
+        session.add(row)
+    session.run()
+    for i, (row, (params, seed)) in enumerate(zip(rows, mixed)):
+        expected = alone(engine, prompts[i], params, seed)
+        ours = finish_completion(row.prompt, row.tokens, row.logprobs if params.logprobs else None, tokenizer,
+                                 engine.eos_ids, params.stop, params.max_new_tokens)
+        assert ours.token_ids == expected.token_ids and ours.finish_reason == expected.finish_reason
+        assert (ours.logprobs is None) == (expected.logprobs is None)
+        if expected.logprobs is not None:
+            assert ours.logprobs == pytest.approx(expected.logprobs, abs=1e-5)
+        assert streamed[i] == row.tokens  # the callback saw every token, in order
+    assert rows[0].finish_reason == "stop" and rows[0].tokens[: at + 1] == full.token_ids[: at + 1]
+    assert [len(r.tokens) for r in rows[1:]] == [6, 15, 9]

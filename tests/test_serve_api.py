@@ -1,4 +1,4 @@
-"""The HTTP API, driven by the official `openai` client against a real server with a scripted decoder."""
+"""The HTTP API, driven by the official `openai` client against a real server with a scripted engine."""
 import http.client
 import json
 import socket
@@ -7,8 +7,12 @@ from urllib.parse import urlparse
 
 import openai
 import pytest
-from serve_support import SCRIPT, running_server, scripted_service, wait_until
+from serve_support import SCRIPT, ScriptedEngine, running_server, scripted_service, wait_until
 
+from r1lab.models import tiny_tokenizer
+from r1lab.rollout.base import SamplingParams
+from r1lab.rollout.scheduler import Row
+from r1lab.serve.batcher import Batcher
 from r1lab.serve.reasoning import split_reasoning
 
 MODEL = "tiny-r1"
@@ -143,7 +147,29 @@ def test_concurrent_requests_are_decoded_in_one_batch():
         for t in threads:
             t.join(timeout=30)
     assert results == [ANSWER] * 8
-    assert service.batcher.decoder.max_live == 8
+    assert service.batcher.engine.max_live == 8
+
+
+def test_requests_waiting_together_share_one_prefill_and_later_ones_join_between_steps():
+    engine = ScriptedEngine(tiny_tokenizer(), step_s=0.002)
+    batcher = Batcher(engine)
+    finished = []
+
+    def request(n: int) -> list[Row]:
+        return [Row([5, 6, 7], SamplingParams(max_new_tokens=40), on_finish=finished.append) for _ in range(n)]
+
+    batcher.submit(request(2))  # n = 2
+    batcher.submit(request(1))
+    batcher.start()
+    try:
+        wait_until(lambda: engine.steps >= 5)
+        batcher.submit(request(1))
+        wait_until(lambda: len(finished) == 4)
+    finally:
+        batcher.stop()
+    assert engine.prefill_sizes == [3, 1]  # one prefill for the three rows that waited together
+    assert engine.max_live == 4  # the late one decoded beside them
+    assert finished == ["length"] * 4
 
 
 def test_a_full_queue_answers_429():
@@ -153,7 +179,7 @@ def test_a_full_queue_answers_429():
         running = threading.Thread(target=lambda: client.chat.completions.create(model=MODEL, messages=ASK))
         waiting = threading.Thread(target=lambda: client.chat.completions.create(model=MODEL, messages=ASK))
         running.start()
-        wait_until(lambda: service.batcher.decoder.steps > 0)
+        wait_until(lambda: service.batcher.engine.steps > 0)
         waiting.start()
         wait_until(lambda: service.batcher.waiting == 1)
         with pytest.raises(openai.RateLimitError) as info:
@@ -165,7 +191,7 @@ def test_a_full_queue_answers_429():
 
 def test_a_streaming_client_that_disconnects_stops_its_generation():
     service = scripted_service(step_s=0.02)
-    decoder = service.batcher.decoder
+    engine = service.batcher.engine
     with running_server(service) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=20)
         stream = client.chat.completions.create(model=MODEL, messages=ASK, stream=True)
@@ -173,22 +199,22 @@ def test_a_streaming_client_that_disconnects_stops_its_generation():
             if i == 3:
                 break
         stream.close()
-        wait_until(lambda: decoder.cancelled_after)
-    assert decoder.cancelled_after[0] < len(SCRIPT) // 2
+        wait_until(lambda: engine.cancelled_after)
+    assert engine.cancelled_after[0] < len(SCRIPT) // 2
 
 
 def test_a_non_streaming_client_that_disconnects_stops_its_generation():
     service = scripted_service(step_s=0.02)
-    decoder = service.batcher.decoder
+    engine = service.batcher.engine
     with running_server(service) as url:
         parts = urlparse(url)
         body = json.dumps({"model": MODEL, "messages": ASK}).encode()
         with socket.create_connection((parts.hostname, parts.port)) as sock:
             sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-            wait_until(lambda: decoder.steps >= 3)
-        wait_until(lambda: decoder.cancelled_after)
-    assert decoder.cancelled_after[0] < len(SCRIPT) // 2
+            wait_until(lambda: engine.steps >= 3)
+        wait_until(lambda: engine.cancelled_after)
+    assert engine.cancelled_after[0] < len(SCRIPT) // 2
 
 
 def test_api_key_is_required_when_configured():
@@ -205,26 +231,8 @@ def test_api_key_is_required_when_configured():
         assert right.chat.completions.create(model=MODEL, messages=ASK).choices[0].message.content == ANSWER
 
 
-class FailOnceDecoder:
-    """Wraps a decoder; its first run emits two tokens, then raises like a model error would."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.failed = inner, False
-        self.max_rows, self.context_length = inner.max_rows, inner.context_length
-
-    def run(self, rows, admit) -> None:
-        if self.failed:
-            return self.inner.run(rows, admit)
-        self.failed = True
-        for row in rows:
-            row.on_token(self.inner.script[0])
-            row.on_token(self.inner.script[1])
-        raise RuntimeError("simulated model failure")
-
-
-def test_a_decoder_failure_is_a_500_error_object_and_the_server_keeps_serving():
-    service = scripted_service()
-    service.batcher.decoder = FailOnceDecoder(service.batcher.decoder)
+def test_a_model_failure_is_a_500_error_object_and_the_server_keeps_serving():
+    service = scripted_service(fail_once_after=2)  # the first request's rows have 2 tokens when it fails
     with running_server(service) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=20)
         with pytest.raises(openai.InternalServerError) as info:

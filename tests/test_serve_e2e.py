@@ -1,8 +1,12 @@
 """The real decode path end to end: a tiny random Llama checkpoint served and queried with `openai`."""
+from concurrent.futures import ThreadPoolExecutor
+
 import openai
 import pytest
 from serve_support import running_server
 
+from r1lab.models import tiny_tokenizer
+from r1lab.rollout.llama_forward import UnsupportedModelError
 from r1lab.serve.app import build_service
 
 ASK = [{"role": "system", "content": "Think first."}, {"role": "user", "content": "2+2?"}]
@@ -49,3 +53,29 @@ def test_length_cut_reports_every_token_as_reasoning(client):
 def test_default_max_tokens_comes_from_the_server(client):
     response = client.chat.completions.create(model="tiny", messages=ASK, temperature=0)
     assert response.usage.completion_tokens <= 16
+
+
+def test_requests_sent_together_get_what_each_gets_alone(client):
+    """Different sampling params, seeds and n in one batch of the native engine, joining as they arrive."""
+    asks = [dict(temperature=1.0, seed=5, max_tokens=10), dict(temperature=0, max_tokens=6),
+            dict(temperature=0.8, top_p=0.9, seed=9, n=2, max_tokens=14)]
+
+    def texts(args):
+        response = client.chat.completions.create(model="tiny", messages=ASK, **args)
+        return [(reasoning_of(c.message), c.finish_reason) for c in response.choices]
+
+    one_by_one = [texts(args) for args in asks]
+    with ThreadPoolExecutor(len(asks)) as pool:
+        together = list(pool.map(texts, asks))
+    assert together == one_by_one
+    assert [len(t) for t in together] == [1, 1, 2]
+
+
+def test_a_model_the_native_engine_cannot_run_is_a_clear_error(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = tiny_tokenizer()
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(UnsupportedModelError, match="r1lab serve decodes on the native rollout engine.*'gpt2'"):
+        build_service(str(tmp_path))

@@ -79,7 +79,7 @@ def test_error_body_has_openais_four_fields():
                                                     "code": "invalid_value"}}
 
 
-def run_choice(text: str, stop: list[str], finish: str = "eos") -> ChoiceText:
+def run_choice(text: str, stop: list[str], finish: str = "stop") -> ChoiceText:
     tokenizer = tiny_tokenizer()
     choice = ChoiceText(tokenizer, stop)
     for token in tokenizer(text, add_special_tokens=False)["input_ids"]:

@@ -22,7 +22,7 @@ def _root() -> None:
 
     hf_logging.disable_progress_bar()  # r1lab draws its own progress; per-shard bars only add noise
 
-USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError)
+USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError)
 
 
 def fail(err: Exception) -> None:
@@ -40,22 +40,26 @@ def zero(
     task: Optional[str] = typer.Option(None, help="reasoning-gym dataset name (task.source=reasoning_gym)."),
     steps: Optional[int] = typer.Option(None, help="GRPO steps."),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run directory."),
-    engine: Optional[str] = typer.Option(None, help="Rollout backend: hf or native."),
+    engine: Optional[str] = typer.Option(None, help="Rollout backend: hf, native or vllm (GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in output-dir from its last checkpoint."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="Under torchrun: shard weights, grads and optimizer (FSDP2), not DDP."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log scalars to RUN_DIR/tensorboard/."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Any config field, e.g. --set grpo.lr=2e-5 (repeatable)."),
 ):
-    """R1-Zero: pure GRPO with rule-based rewards, no SFT."""
+    """R1-Zero: pure GRPO with rule-based rewards, no SFT. Multi-GPU: torchrun ... -m r1lab zero (docs/distributed.md)."""
     from r1lab.rl.config import ZeroConfig
     from r1lab.rl.trainer import train_zero
 
-    flags = {"model.name": model, "task.name": task, "grpo.steps": steps, "run.output_dir": output_dir, "engine": engine}
+    flags = {"model.name": model, "task.name": task, "grpo.steps": steps, "run.output_dir": output_dir, "engine": engine,
+             "fsdp": True if fsdp else None, "run.tensorboard": True if tensorboard else None}
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
     try:
         cfg = load_config(ZeroConfig, config, [*extra, *overrides])
         run = train_zero(cfg, resume=resume)
     except USER_ERRORS as err:
         fail(err)
-    console.print(f"run written to [bold]{run.root}[/] (metrics.jsonl, samples.jsonl, plot.png, checkpoints/)")
+    if run.is_writer:  # rank 0 under torchrun
+        console.print(f"run written to [bold]{run.root}[/] (metrics.jsonl, samples.jsonl, plot.png, checkpoints/)")
 
 
 @app.command()
@@ -84,9 +88,17 @@ def serve(
         fail(err)
 
 
-from r1lab.cli_eval import eval_app  # noqa: E402  (the eval command group lives beside this file)
+# The other commands live beside this file, one module per stage of the data flow.
+from r1lab.cli_eval import eval_app  # noqa: E402
+from r1lab.cli_generate import generate, reject  # noqa: E402
+from r1lab.cli_pipeline import distill, paper_mini, pipeline  # noqa: E402
+from r1lab.cli_report import report  # noqa: E402
+from r1lab.cli_sft import sft  # noqa: E402
 
 app.add_typer(eval_app, name="eval", help="pass@1 over k samples, cons@k, pass@k on a benchmark; `eval compare` runs.")
+for command in (sft, generate, reject, distill, pipeline, report):
+    app.command()(command)
+app.command("paper-mini")(paper_mini)
 
 
 def main() -> None:

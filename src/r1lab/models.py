@@ -50,31 +50,38 @@ def _convert_gguf(alias: str, target: Path) -> None:
         del model.config._pre_quantization_dtype
     model.hf_quantizer = None
     model.is_quantized = False
+    _save_atomically(model, tokenizer, target)
+
+
+def _save_atomically(model, tokenizer, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)  # atomic: a half-converted cache never looks finished
+        os.replace(tmp, target)  # atomic: a half-written cache never looks finished
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve_model_path(name_or_path: str) -> str:
     """Alias -> converted cache dir; local dir -> itself; anything else is passed on as a hub id."""
-    if name_or_path in GGUF_ALIASES:
+    if name_or_path in GGUF_ALIASES or name_or_path in TINY_ALIASES:
         target = cache_dir() / "models" / name_or_path
-        if not (target / "config.json").is_file():
-            _convert_gguf(name_or_path, target)
+        if not (target / "config.json").is_file():  # built once, on first use
+            (_convert_gguf if name_or_path in GGUF_ALIASES else _save_tiny)(name_or_path, target)
         return str(target)
     path = Path(name_or_path).expanduser()
     if path.exists():
+        latest = path / "checkpoints" / "latest"  # a run directory stands for its last checkpoint
+        if not (path / "config.json").is_file() and latest.is_file():
+            path = path / "checkpoints" / latest.read_text().strip()
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"{path}: not a model directory (no config.json)")
         return str(path)
     if name_or_path.count("/") != 1 or name_or_path.startswith((".", "/", "~")):
         raise ModelNotFoundError(
-            f"unknown model {name_or_path!r}: expected an alias ({', '.join(GGUF_ALIASES)}), "
+            f"unknown model {name_or_path!r}: expected an alias ({', '.join([*GGUF_ALIASES, *TINY_ALIASES])}), "
             "a local checkpoint directory, or a hub id like 'org/name'"
         )
     return name_or_path
@@ -165,3 +172,13 @@ def tiny_model(family: str = "llama", vocab_size: int = 128, seed: int = 0, **ov
     config = AutoConfig.for_model(kinds[family], **spec)
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+# Random tiny checkpoints by name, so that recipes (recipes/r1_tiny.yaml) and tests run the real
+# file-based code paths in seconds without shipping weights.
+TINY_ALIASES = {"tiny-llama": "llama", "tiny-qwen2": "qwen2"}
+
+
+def _save_tiny(alias: str, target: Path) -> None:
+    tokenizer = tiny_tokenizer()
+    _save_atomically(tiny_model(TINY_ALIASES[alias], vocab_size=len(tokenizer)), tokenizer, target)

@@ -120,17 +120,24 @@ def make_overlong_penalty(max_len: int = 1024, cache_len: int = 256) -> Callable
     return overlong_penalty
 
 
+def repeated_ngram_share(text: str, n: int = 4) -> float:
+    """1 - distinct/total word n-grams of `text` (lower-cased; each CJK character is a word); 0 below n words."""
+    if n < 1:
+        raise ValueError(f"n-gram size must be >= 1, got {n}")
+    tokens = _TOKEN.findall(text.lower())
+    if len(tokens) < n:
+        return 0.0
+    ngrams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return 1 - len(set(ngrams)) / len(ngrams)
+
+
 def make_repetition_penalty(ngram_size: int = 4, max_penalty: float = -1.0) -> Callable[..., float]:
     """N-gram repetition penalty (Yeo et al. 2025): max_penalty × share of repeated n-grams; 0 for no repeats."""
     if ngram_size < 1 or max_penalty > 0:
         raise ValueError(f"need ngram_size >= 1 and max_penalty <= 0, got {ngram_size}, {max_penalty}")
 
     def repetition_penalty(completion: str, **row) -> float:
-        tokens = _TOKEN.findall(completion.lower())
-        if len(tokens) < ngram_size:
-            return 0.0
-        ngrams = [tuple(tokens[i:i + ngram_size]) for i in range(len(tokens) - ngram_size + 1)]
-        return max_penalty * (1 - len(set(ngrams)) / len(ngrams))
+        return max_penalty * repeated_ngram_share(completion, ngram_size)
 
     return repetition_penalty
 

@@ -145,6 +145,10 @@ def _cache_argument_of(model_class: type) -> str:
 
 def _cache_argument(model) -> str:
     """transformers 5.2x renamed `past_key_values` to `cache`; speak whichever this model's forward knows."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(model, DistributedDataParallel):  # DDP passes kwargs through to the module it wraps
+        model = model.module
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft passes kwargs through
     return _cache_argument_of(type(base))
 

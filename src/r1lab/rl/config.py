@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from r1lab.data.base import TaskConfig
 from r1lab.data.prompts import PromptConfig
@@ -56,6 +57,8 @@ class RunConfig:
     eval_batch_size: int = 64
     samples_per_step: int = 4  # completions written to samples.jsonl each step
     plot_every: int = 1
+    tensorboard: bool = False  # also log every metric as a TensorBoard scalar under <output_dir>/tensorboard/
+    time_budget_s: float = 0.0  # > 0: stop after the step that crosses this much training wall time (evals excluded)
 
 
 @dataclass
@@ -68,8 +71,10 @@ class ZeroConfig:
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    engine: str = "hf"  # rollout backend: hf (transformers generate) | native (r1lab's engine)
+    engine: str = "hf"  # rollout backend: hf (transformers generate) | native (r1lab's engine) | vllm (GPU)
+    engine_options: dict[str, Any] = field(default_factory=dict)  # backend arguments, e.g. vllm's {gpu_memory_utilization: 0.3}
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP replicas
 
     def __post_init__(self):
         if not self.rewards:

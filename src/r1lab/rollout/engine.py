@@ -1,22 +1,26 @@
 """The native rollout engine: continuous batching over a slot KV cache, with a hand-written forward.
 
-Scheduling (this file) decides which sequences run; compute (llama_forward.py) runs one prefill or
-one decode step for them. Each loop iteration: admit waiting prompts into free slots (one batched
-prefill, each distinct prompt computed once, so a GRPO group of G copies costs one prefill), decode
-one token for every running sequence, then retire the finished ones so they stop costing compute.
+Three pieces, as in vLLM: the scheduler (scheduler.py) decides which rows run, admits waiting rows
+into free cache slots between steps and retires finished or cancelled ones; the runner (this file's
+`NativeRunner`) runs one prefill or one decode step for the rows it is given, over the KV cache,
+and samples each row's next token; `Session` (session.py) connects them one step at a time. The
+forward itself is llama_forward.py. `generate` is a session with every prompt added up front; a
+server keeps a session open and adds requests while it runs.
 """
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+import math
 from typing import Sequence
 
 import torch
 
 from r1lab.rollout.base import Completion, SamplingParams
-from r1lab.rollout.finish import eos_ids_of, finish_completion, stops_in
+from r1lab.rollout.finish import eos_ids_of, finish_completion
+from r1lab.rollout.kv_cache import KVCache
 from r1lab.rollout.llama_forward import LlamaFamilyForward, ModelWeights
 from r1lab.rollout.sampling import next_tokens
+from r1lab.rollout.scheduler import Row, Scheduler, SlotMove
+from r1lab.rollout.session import Session
 
 # Prefill at most this many (padded) prompt tokens per forward, to bound activation memory.
 PREFILL_TOKEN_BUDGET = 8192
@@ -32,25 +36,13 @@ def common_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
     return n
 
 
-@dataclass
-class Request:
-    """One request while it runs: its prompt, what it generated so far, and its own RNG."""
-    index: int
-    prompt: list[int]
-    generator: torch.Generator
-    tokens: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt) + len(self.tokens)
-
-
 class NativeEngine:
-    """Fast CPU rollouts for Llama / Qwen2 / Mistral models; implements the `Engine` protocol.
+    """Fast CPU rollouts for Llama / Qwen2 / Mistral models; implements the `Engine` protocol and
+    the step API (`session()`).
 
-    model: a HF decoder-only causal LM. Weights are read from it on every `generate` call, so
-        in-place updates by a trainer are seen with no re-sync (unless `dtype` forces a copy).
+    model: a HF decoder-only causal LM. Weights are read from it whenever a session starts (every
+        `generate` call), so in-place updates by a trainer are seen with no re-sync (unless
+        `dtype` or `quantize` forces a copy).
     tokenizer: used for EOS ids, stop strings and decoding the completion text.
     dtype: compute dtype. None = the model's dtype, sharing its tensors. A different dtype (e.g.
         torch.bfloat16 for an fp32 policy) keeps a converted copy: call `refresh_weights()` after
@@ -68,9 +60,29 @@ class NativeEngine:
         self.forward = LlamaFamilyForward(model, dtype=dtype, quantize=quantize)
         self.eos_ids = eos_ids_of(tokenizer, model)
 
+    @property
+    def context_length(self) -> int:
+        """The longest prompt + generation a row may have."""
+        return min(self.forward.max_positions, self.forward.sliding_window or math.inf)
+
     def refresh_weights(self) -> None:
         """Re-copy the model's weights; needed only with a cast `dtype` or `quantize`."""
         self.forward.refresh_weights()
+
+    @torch.inference_mode()
+    def session(self, num_slots: int | None = None, max_len: int | None = None) -> Session:
+        """An empty running batch (see session.py). It reads the weights now.
+
+        num_slots: rows running at once (default `max_batch_size`); more rows wait for a free slot.
+        max_len: positions to allocate up front; otherwise the cache grows as admitted rows need it.
+        """
+        num_slots = num_slots or self.max_batch_size
+        if max_len is not None:
+            self.forward.check_length(max_len)
+        runner = NativeRunner(self.forward, num_slots, self.context_length)
+        if max_len is not None:
+            runner.reserve(num_slots, max_len)
+        return Session(Scheduler(num_slots, self.eos_ids, self.tokenizer), runner)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams,
@@ -81,56 +93,60 @@ class NativeEngine:
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         if any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
-        requests = [Request(i, list(map(int, p)), self._generator(seeds[i] if seeds is not None else None))
-                    for i, p in enumerate(prompts)]
-        max_len = max(len(p) for p in prompts) + params.max_new_tokens
-        self.forward.check_length(max_len)
-        run = _Run(self, params, max_len, num_slots=min(self.max_batch_size, len(prompts)))
-        finished = run.loop(deque(requests))
+        rows = [Row(p, params, seeds[i] if seeds is not None else None) for i, p in enumerate(prompts)]
+        session = self.session(min(self.max_batch_size, len(rows)), max(r.max_length for r in rows))
+        for row in rows:
+            session.add(row)
+        session.run()
         return [finish_completion(r.prompt, r.tokens, r.logprobs if params.logprobs else None, self.tokenizer,
                                   self.eos_ids, params.stop, params.max_new_tokens)
-                for r in sorted(finished, key=lambda r: r.index)]
-
-    def _generator(self, seed: int | None) -> torch.Generator:
-        generator = torch.Generator(device="cpu")
-        # Unseeded rows still follow torch.manual_seed, so whole runs stay reproducible.
-        generator.manual_seed(int(seed) if seed is not None else int(torch.randint(2**62, ())))
-        return generator
+                for r in rows]
 
 
-class _Run:
-    """State of one `generate` call: the cache, which request sits in which slot, and the loop."""
+class NativeRunner:
+    """The compute half of a session: its KV cache, the weights it read, one prefill or decode step."""
 
-    def __init__(self, engine: NativeEngine, params: SamplingParams, max_len: int, num_slots: int):
-        self.engine, self.params, self.fwd = engine, params, engine.forward
-        self.weights: ModelWeights = self.fwd.weights()
-        self.cache = self.fwd.new_cache(num_slots, max_len)
-        self.cos, self.sin = self.fwd.rope_tables(max_len)  # (Tmax, D)
-        self.running: list[Request] = []  # running[s] occupies cache slot s
-        self.stop_window = max((len(s) for s in params.stop), default=0) + 1  # tokens to re-decode
+    def __init__(self, forward: LlamaFamilyForward, max_slots: int, max_len_limit: int):
+        self.fwd, self.max_slots, self.max_len_limit = forward, max_slots, max_len_limit
+        self.weights: ModelWeights = forward.weights()
+        self.cache: KVCache | None = None
+        self.cos = self.sin = None  # (Tmax, D) RoPE tables, as long as the cache
 
-    def loop(self, waiting: deque[Request]) -> list[Request]:
-        done: list[Request] = []
-        while waiting or self.running:
-            free = self.cache.num_slots - len(self.running)
-            if waiting and free:
-                self._admit([waiting.popleft() for _ in range(min(free, len(waiting)))])
-            else:
-                self._decode()
-            done += self._retire_finished()
-        return done
+    def check_length(self, total_len: int) -> None:
+        self.fwd.check_length(total_len)
 
-    def _admit(self, new: list[Request]) -> None:
-        """Prefill newcomers into the next free slots and sample their first token.
+    @torch.inference_mode()
+    def reserve(self, num_slots: int, max_len: int) -> None:
+        cache = self.cache
+        if cache is None:
+            self.cache = self.fwd.new_cache(num_slots, max_len)
+        elif num_slots > cache.num_slots or max_len > cache.max_len:
+            # Grow geometrically, so rows joining one by one copy the cache O(log n) times.
+            if num_slots > cache.num_slots:
+                num_slots = max(num_slots, min(2 * cache.num_slots, self.max_slots))
+            if max_len > cache.max_len:
+                max_len = max(max_len, min(2 * cache.max_len, self.max_len_limit))
+            self.cache = cache.grown(num_slots, max_len)
+        if self.cos is None or self.cos.shape[0] < self.cache.max_len:
+            self.cos, self.sin = self.fwd.rope_tables(self.cache.max_len)
 
-        Compute is spent once per distinct prompt, and once on the prefix all of them share (chat
-        template, system prompt, worked examples: in GRPO usually most of the prompt).
+    @torch.inference_mode()
+    def move(self, move: SlotMove) -> None:
+        device = self.fwd.device
+        self.cache.move_slots(torch.tensor(move.src, device=device), torch.tensor(move.dst, device=device), move.width)
+
+    @torch.inference_mode()
+    def prefill(self, rows: list[Row], first_slot: int) -> tuple[list[int], list[float] | None]:
+        """Prefill newcomers into slots first_slot.. and sample their first token.
+
+        Compute is spent once per distinct prompt (a GRPO group of G copies, or a request's n
+        choices, costs one prefill) and once on the prefix all of them share (chat template, system
+        prompt, worked examples: in GRPO usually most of the prompt).
         """
         device = self.fwd.device
-        slots = torch.arange(len(self.running), len(self.running) + len(new), device=device)
-        self.running += new
+        slots = torch.arange(first_slot, first_slot + len(rows), device=device)
         distinct: dict[tuple[int, ...], int] = {}
-        rows = [distinct.setdefault(tuple(r.prompt), len(distinct)) for r in new]  # new[j] is prompt rows[j]
+        prompt_of = [distinct.setdefault(tuple(r.prompt), len(distinct)) for r in rows]  # rows[j] has prompt_of[j]
         unique = list(distinct)
         # Leave every prompt at least one token of its own: its logits come from its last position.
         shared = min(common_prefix_len(unique), min(len(p) for p in unique) - 1) if len(unique) > 1 else 0
@@ -146,12 +162,11 @@ class _Run:
         for begin in range(0, len(order), per_chunk):
             chunk = order[begin:begin + per_chunk]
             position = {u: i for i, u in enumerate(chunk)}
-            members = [j for j, u in enumerate(rows) if u in position]
-            chunk_rows = torch.tensor([position[rows[j]] for j in members], device=device)
+            members = [j for j, u in enumerate(prompt_of) if u in position]
+            chunk_rows = torch.tensor([position[prompt_of[j]] for j in members], device=device)
             out = self._prefill([unique[u][shared:] for u in chunk], slots[members], chunk_rows, start=shared)
             chunk_logits.update({u: out[i] for i, u in enumerate(chunk)})
-        logits = torch.stack([chunk_logits[u] for u in rows])  # (len(new), V)
-        self._append(new, logits)
+        return self._sample(rows, torch.stack([chunk_logits[u] for u in prompt_of]))  # (len(rows), V)
 
     def _prefill(self, prompts: list[list[int]], slots: torch.Tensor, rows: torch.Tensor, start: int) -> torch.Tensor:
         """Right-pad `prompts` into one batch and prefill it; returns (len(prompts), V) last-token logits."""
@@ -163,46 +178,29 @@ class _Run:
         return self.fwd.prefill(self.weights, tokens.to(device), lengths, self.cache, slots, rows,
                                 self.cos, self.sin, start=start)
 
-    def _decode(self) -> None:
+    @torch.inference_mode()
+    def decode(self, rows: list[Row]) -> tuple[list[int], list[float] | None]:
         device = self.fwd.device
-        tokens = torch.tensor([r.tokens[-1] for r in self.running], device=device)  # (B,)
-        positions = torch.tensor([r.length - 1 for r in self.running], device=device)  # (B,)
-        logits = self.fwd.decode(self.weights, tokens, positions, self.cache, self.cos, self.sin)
-        self._append(self.running, logits)
+        tokens = torch.tensor([r.tokens[-1] for r in rows], device=device)  # (B,)
+        positions = torch.tensor([r.length - 1 for r in rows], device=device)  # (B,)
+        return self._sample(rows, self.fwd.decode(self.weights, tokens, positions, self.cache, self.cos, self.sin))
 
-    def _append(self, seqs: list[Request], logits: torch.Tensor) -> None:
-        tokens, logprobs = next_tokens(logits, self.params, [r.generator for r in seqs])
-        tokens = tokens.tolist()
-        logprobs = logprobs.tolist() if logprobs is not None else None
-        for i, r in enumerate(seqs):
-            r.tokens.append(tokens[i])
-            if logprobs is not None:
-                r.logprobs.append(logprobs[i])
-
-    def _is_finished(self, r: Request) -> bool:
-        if len(r.tokens) >= self.params.max_new_tokens or r.tokens[-1] in self.engine.eos_ids:
-            return True
-        if self.params.stop:
-            # Only the tail can hold a stop string that was not there a token ago. A missed stop
-            # would only cost compute: finish_completion still cuts the text exactly.
-            tail = self.engine.tokenizer.decode(r.tokens[-self.stop_window:], skip_special_tokens=True)
-            return stops_in(tail, self.params.stop)
-        return False
-
-    def _retire_finished(self) -> list[Request]:
-        """Drop finished rows; survivors from the tail move into the holes so slots stay a prefix."""
-        finished = [s for s, r in enumerate(self.running) if self._is_finished(r)]
-        if not finished:
-            return []
-        done = [self.running[s] for s in finished]
-        keep = len(self.running) - len(finished)
-        holes = [s for s in finished if s < keep]
-        movers = [s for s in range(keep, len(self.running)) if s not in set(finished)]
-        if holes:
-            width = max(self.running[s].length for s in movers)
-            device = self.fwd.device
-            self.cache.move_slots(torch.tensor(movers, device=device), torch.tensor(holes, device=device), width)
-            for hole, mover in zip(holes, movers):
-                self.running[hole] = self.running[mover]
-        del self.running[keep:]
-        return done
+    def _sample(self, rows: list[Row], logits: torch.Tensor) -> tuple[list[int], list[float] | None]:
+        """logits: (B, V). Each row samples with its own params and generator; rows that share
+        params are sampled in one call (in `generate`, all of them)."""
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(rows):
+            p = r.params
+            groups.setdefault((p.temperature, p.top_k, p.top_p, p.logprobs), []).append(i)
+        if len(groups) == 1:
+            tokens, logprobs = next_tokens(logits, rows[0].params, [r.generator for r in rows])
+            return tokens.tolist(), logprobs.tolist() if logprobs is not None else None
+        out_tokens, out_logprobs = [0] * len(rows), [math.nan] * len(rows)
+        for members in groups.values():
+            generators = [rows[i].generator for i in members]
+            tokens, logprobs = next_tokens(logits[members], rows[members[0]].params, generators)
+            for j, i in enumerate(members):
+                out_tokens[i] = int(tokens[j])
+                if logprobs is not None:
+                    out_logprobs[i] = float(logprobs[j])
+        return out_tokens, out_logprobs if any(r.params.logprobs for r in rows) else None

@@ -1,7 +1,7 @@
 """Build a rollout backend by name; the only place that knows which engines exist."""
 from __future__ import annotations
 
-ENGINES = ("hf", "native")
+ENGINES = ("hf", "native", "vllm")  # vllm: GPU only, `pip install r1lab[vllm]`
 
 
 def make_engine(name: str, model, tokenizer, **kwargs):
@@ -13,4 +13,8 @@ def make_engine(name: str, model, tokenizer, **kwargs):
         from r1lab.rollout.engine import NativeEngine
 
         return NativeEngine(model, tokenizer, **kwargs)
+    if name == "vllm":
+        from r1lab.rollout.vllm import VLLMEngine
+
+        return VLLMEngine(model, tokenizer, **kwargs)
     raise ValueError(f"engine must be one of {list(ENGINES)}, got {name!r}")

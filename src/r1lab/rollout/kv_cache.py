@@ -31,6 +31,15 @@ class KVCache:
         self.k[layer][slots, :, start:end] = k[rows]
         self.v[layer][slots, :, start:end] = v[rows]
 
+    def grown(self, num_slots: int, max_len: int) -> KVCache:
+        """A cache of num_slots x max_len (each at least this one's) holding this one's contents."""
+        _, num_kv_heads, _, head_dim = self.k[0].shape
+        bigger = KVCache(len(self.k), max(num_slots, self.num_slots), num_kv_heads, max(max_len, self.max_len),
+                         head_dim, self.k[0].dtype, self.k[0].device)
+        for old, new in zip(self.k + self.v, bigger.k + bigger.v):
+            new[:self.num_slots, :, :self.max_len] = old
+        return bigger
+
     def move_slots(self, src: torch.Tensor, dst: torch.Tensor, width: int) -> None:
         """Copy the first `width` positions of slots `src` into slots `dst` (compaction)."""
         for layer_k, layer_v in zip(self.k, self.v):

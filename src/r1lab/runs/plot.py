@@ -5,8 +5,8 @@ import os
 import tempfile
 from pathlib import Path
 
-# The panels a GRPO run shows first; any other numeric metric gets a panel after them.
-PREFERRED = ["reward/total", "eval/accuracy", "train/accuracy", "train/format", "eval/format",
+# The panels a run shows first (GRPO, then SFT's loss); any other numeric metric gets a panel after them.
+PREFERRED = ["reward/total", "loss", "eval/accuracy", "train/accuracy", "train/format", "eval/format",
              "completion/length_mean", "kl", "entropy", "clip_fraction", "grad_norm", "lr", "time/step"]
 
 

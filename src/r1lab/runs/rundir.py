@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 CHECKPOINT_PREFIX = "step-"
+STEP_LOGS = ("metrics.jsonl", "samples.jsonl", "aha.jsonl")  # step-tagged logs; resuming drops their newer rows
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -36,14 +38,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class RunDir:
-    """metrics.jsonl, samples.jsonl, config.yaml, checkpoints/step-N/ (+ `latest`), plot.png."""
+    """metrics.jsonl, samples.jsonl, config.yaml, checkpoints/step-N/ (+ `latest`), plot.png; with
+    `tensorboard=True` every metric is also a TensorBoard scalar under tensorboard/."""
 
-    def __init__(self, root: str | Path, rank: int = 0):
+    def __init__(self, root: str | Path, rank: int = 0, tensorboard: bool = False):
         self.root = Path(root)
         self.rank = rank
         self.is_writer = rank == 0
+        self._tensorboard = None
         if self.is_writer:
             self.root.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                self._tensorboard = tensorboard_writer(self.root / "tensorboard")
 
     # ------------------------------------------------------------------ logs
     @property
@@ -67,6 +73,21 @@ class RunDir:
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         self._append(self.metrics_path, [{"step": step, **metrics}])
+        if self._tensorboard is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self._tensorboard.add_scalar(key, value, step)
+            self._tensorboard.flush()
+
+    def log_records(self, filename: str, step: int, records: list[dict]) -> None:
+        """Append step-tagged records to a JSONL log in the run dir (e.g. aha.jsonl; list it in STEP_LOGS
+        so that resuming drops rows newer than the checkpoint)."""
+        self._append(self.root / filename, [{"step": step, **r} for r in records])
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
 
     def log_samples(self, step: int, samples: list[dict]) -> None:
         self._append(self.samples_path, [{"step": step, **s} for s in samples])
@@ -78,7 +99,7 @@ class RunDir:
         """Drop log rows newer than `step`: a killed run may have logged past its last checkpoint."""
         if not self.is_writer:
             return
-        for path in (self.metrics_path, self.samples_path):
+        for path in (self.root / name for name in STEP_LOGS):
             if path.exists():
                 kept = [r for r in read_jsonl_records(path) if r.get("step", 0) <= step]
                 atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
@@ -88,8 +109,12 @@ class RunDir:
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
-    def save_checkpoint(self, step: int, model, tokenizer, state: dict[str, Any], keep: int = 2) -> Path | None:
-        """Weights (safetensors, loadable by plain transformers), tokenizer and trainer state, renamed into place."""
+    def save_checkpoint(self, step: int, model, tokenizer, state: dict[str, Any], keep: int = 2,
+                        extra: Callable[[Path], None] | None = None) -> Path | None:
+        """Weights (safetensors, loadable by plain transformers), tokenizer and trainer state, renamed into place.
+
+        `extra(folder)` adds files before the rename (FSDP: the optimizer shards every rank wrote).
+        """
         if not self.is_writer:
             return None
         self.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -100,6 +125,8 @@ class RunDir:
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
             torch.save(state, tmp / "trainer_state.pt")
+            if extra is not None:
+                extra(tmp)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -121,7 +148,18 @@ class RunDir:
 
     @staticmethod
     def load_state(checkpoint: Path) -> dict[str, Any]:
-        return torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+        # on the CPU: every rank reads it, and optimizer.load_state_dict moves state to each parameter's device
+        return torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
+
+
+def tensorboard_writer(log_dir: Path):
+    """A torch SummaryWriter; the `tensorboard` package it needs is an optional extra."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError("run.tensorboard needs the tensorboard package: pip install 'r1lab[tensorboard]' "
+                          "(or pip install tensorboard)") from err
+    return SummaryWriter(log_dir=str(log_dir))
 
 
 def read_jsonl_records(path: Path) -> list[dict]:

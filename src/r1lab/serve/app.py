@@ -168,16 +168,23 @@ async def _sse(job: ChatJob, model: str):
 def build_service(model_name: str, *, served_model_name: str | None = None, api_key: str | None = None,
                   think_prefill: bool = True, default_max_tokens: int = 1024, max_batch: int = 64,
                   max_waiting: int = 256) -> ChatService:
+    """Load the model onto the native rollout engine (its step API batches the requests); models
+    it cannot run (not Llama / Qwen2 / Mistral, see docs/serve.md) raise UnsupportedModelError."""
     from r1lab.models import load_model, load_tokenizer
-    from r1lab.serve.decode import HFDecoder
+    from r1lab.rollout.engine import NativeEngine
+    from r1lab.rollout.llama_forward import UnsupportedModelError
 
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name)
-    decoder = HFDecoder(model, tokenizer, max_rows=max_batch)
+    try:
+        engine = NativeEngine(model, tokenizer, max_batch_size=max_batch)
+    except UnsupportedModelError as err:
+        raise UnsupportedModelError(f"{model_name}: r1lab serve decodes on the native rollout engine, which "
+                                    f"runs Llama, Qwen2 and Mistral decoders only: {err}") from err
     name = served_model_name or Path(model_name.rstrip("/")).name
     config = ServeConfig(served_model_name=name, api_key=api_key, think_prefill=think_prefill,
                          default_max_tokens=default_max_tokens)
-    return ChatService(tokenizer, Batcher(decoder, max_waiting=max_waiting), config)
+    return ChatService(tokenizer, Batcher(engine, max_waiting=max_waiting), config)
 
 
 def run_server(model: str, host: str = "127.0.0.1", port: int = 8000, threads: int | None = None,

@@ -1,9 +1,11 @@
-"""The request queue in front of the decoder: one worker thread, a bounded wait list, batching.
+"""The request queue in front of the rollout engine: a bounded wait list and one thread stepping a session.
 
-Requests (each a group of rows: one per choice) wait in a bounded list; the worker takes as many
-as fit in the decoder's batch, after a short window so requests sent together start together, and
-the decoder pulls more in between its steps as rows finish. A full list refuses new requests
-(`QueueFull`, answered 429) instead of letting latency grow without bound.
+Requests (each a group of rows: one per choice) wait in a bounded list. The worker thread opens an
+engine session when work arrives, waits a short window so requests sent together are admitted
+together (one prefill, one batch), then steps the session; between any two steps it admits more
+waiting requests into the slots that finished or cancelled rows freed. When nothing is left to do
+the session is closed (its KV cache freed). A full list refuses new requests (`QueueFull`, answered
+429) instead of letting latency grow without bound.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import threading
 import time
 from collections import deque
 
-from r1lab.serve.decode import Decoder, Row
+from r1lab.rollout.scheduler import Row
+from r1lab.rollout.session import Session, SteppingEngine
 
 log = logging.getLogger(__name__)
 
@@ -22,19 +25,19 @@ class QueueFull(Exception):
 
 
 class Batcher:
-    def __init__(self, decoder: Decoder, max_waiting: int = 256, window_s: float = 0.01) -> None:
+    def __init__(self, engine: SteppingEngine, max_waiting: int = 256, window_s: float = 0.01) -> None:
         if max_waiting < 1:
             raise ValueError(f"max_waiting must be >= 1, got {max_waiting}")
-        self.decoder, self.max_waiting, self.window_s = decoder, max_waiting, window_s
+        self.engine, self.max_waiting, self.window_s = engine, max_waiting, window_s
         self._waiting: deque[list[Row]] = deque()
         self._wakeup = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._running: list[Row] = []  # rows handed to the decoder in the current run
+        self._running: set[Row] = set()  # rows admitted into the open session and not finished yet
 
     @property
     def max_rows(self) -> int:
-        return self.decoder.max_rows
+        return self.engine.max_batch_size
 
     @property
     def waiting(self) -> int:
@@ -61,24 +64,23 @@ class Batcher:
         """Cancel everything waiting or running and wait for the worker to exit."""
         with self._wakeup:
             self._stopping = True
-            for row in [r for group in self._waiting for r in group] + self._running:
+            for row in [r for group in self._waiting for r in group] + list(self._running):
                 row.cancel()
             self._wakeup.notify()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
 
-    def _take(self, free: int) -> list[Row]:
-        """Whole requests from the head of the list while they fit in `free` rows (FIFO, no overtaking)."""
-        taken: list[Row] = []
+    def _admit(self, session: Session) -> None:
+        """Whole requests from the head of the list while they fit in free slots (FIFO, no overtaking)."""
         with self._wakeup:
-            while self._waiting and len(self._waiting[0]) <= free - len(taken):
-                taken += self._waiting.popleft()
-            self._running += taken
-            if self._stopping:
-                for row in taken:
-                    row.cancel()
-        return taken
+            while self._waiting and len(self._waiting[0]) <= session.free_slots:
+                rows = self._waiting.popleft()
+                self._running.update(rows)  # first: if `add` raises, these rows still get their error
+                for row in rows:
+                    if self._stopping:
+                        row.cancel()  # still goes through the session, which reports it cancelled
+                    session.add(row)
 
     def _work(self) -> None:
         while True:
@@ -88,12 +90,18 @@ class Batcher:
                 if self._stopping and not self._waiting:
                     return
             time.sleep(self.window_s)  # let requests sent at the same moment share the first prefill
-            rows = self._take(self.max_rows)
             try:
-                self.decoder.run(rows, self._take)
+                session = self.engine.session()
+                self._admit(session)
+                while session.has_work:
+                    finished = session.step()
+                    with self._wakeup:
+                        self._running.difference_update(finished)
+                    self._admit(session)
             except Exception:  # a model failure must fail its requests, not kill the server
-                log.exception("decode failed")
+                log.exception("generation failed")
             with self._wakeup:
-                running, self._running = self._running, []
-            for row in running:
-                row.finish("error")  # no-op for rows that finished normally
+                unfinished, self._running = self._running, set()
+            for row in unfinished:  # only after a failed step: tell the owners of rows that never finished
+                if row.finish_reason is None and row.on_finish is not None:
+                    row.on_finish("error")  # the service's callback takes "error" beside the engine's reasons

@@ -4,7 +4,7 @@ from __future__ import annotations
 from r1lab.serve.detokenize import IncrementalDetokenizer
 from r1lab.serve.reasoning import Channel, ReasoningSplitter, StopCutter
 
-FINISH_REASONS = {"eos": "stop", "length": "length", "cancelled": "stop"}
+FINISH_REASONS = {"stop": "stop", "length": "length", "cancelled": "stop"}  # engine -> OpenAI
 
 
 class ChoiceText:

@@ -1,17 +1,16 @@
-"""What one chat request becomes: a prompt, n decode rows, and a stream of per-choice deltas."""
+"""What one chat request becomes: a prompt, n engine rows, and a stream of per-choice deltas."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from dataclasses import dataclass
 from functools import partial
 from typing import AsyncIterator
 
-import torch
-
 from r1lab.rollout.base import SamplingParams
+from r1lab.rollout.scheduler import Row
 from r1lab.serve.batcher import Batcher, QueueFull
 from r1lab.serve.choices import ChoiceText
-from r1lab.serve.decode import Row
 from r1lab.serve.errors import ApiError, bad_param
 from r1lab.serve.protocol import ChatRequest
 from r1lab.serve.reasoning import Channel
@@ -44,10 +43,10 @@ class ChatService:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def max_new_tokens(self, request: ChatRequest, prompt_len: int) -> int:
-        room = self.batcher.decoder.context_length - prompt_len
+        room = self.batcher.engine.context_length - prompt_len
         asked = request.max_tokens if request.max_tokens is not None else min(self.config.default_max_tokens, room)
         if room < 1 or asked > room:
-            raise ApiError(400, f"this model's maximum context length is {self.batcher.decoder.context_length} "
+            raise ApiError(400, f"this model's maximum context length is {self.batcher.engine.context_length} "
                                 f"tokens; the messages take {prompt_len} and max_tokens asks for {asked}",
                            param="messages", code="context_length_exceeded")
         return asked
@@ -59,9 +58,10 @@ class ChatService:
         if request.n > self.batcher.max_rows:
             raise bad_param("n", f"n must be <= {self.batcher.max_rows} on this server, got {request.n}")
         prompt = self.prompt_ids(request.messages)
+        # No engine-side stop strings: they would cut the reasoning too; ChoiceText cuts the answer.
         params = SamplingParams(max_new_tokens=self.max_new_tokens(request, len(prompt)),
                                 temperature=request.temperature, top_p=request.top_p, logprobs=False)
-        job = ChatJob(self.tokenizer, request, prompt, params)
+        job = ChatJob(self.tokenizer, request, prompt, params, self.batcher.engine.eos_ids)
         try:
             self.batcher.submit(job.rows)
         except QueueFull as err:
@@ -70,29 +70,29 @@ class ChatService:
         return job
 
 
-def _generator(seed: int | None, choice: int) -> torch.Generator:
-    generator = torch.Generator()
+def _row_seed(seed: int | None, choice: int) -> int:
     if seed is None:
-        generator.seed()  # fresh OS entropy: unseeded requests must not repeat each other
-    else:
-        generator.manual_seed((seed + choice) % 2**63)  # choice i of a seeded request is reproducible
-    return generator
+        return secrets.randbits(63)  # fresh OS entropy: unseeded requests must not repeat each other
+    return (seed + choice) % 2**63  # choice i of a seeded request is reproducible
 
 
 class ChatJob:
     """One request's rows and the asyncio side of their token callbacks."""
 
-    def __init__(self, tokenizer, request: ChatRequest, prompt: list[int], params: SamplingParams) -> None:
-        self.request, self.prompt_tokens = request, len(prompt)
+    def __init__(self, tokenizer, request: ChatRequest, prompt: list[int], params: SamplingParams,
+                 eos_ids: set[int]) -> None:
+        self.request, self.prompt_tokens, self._eos_ids = request, len(prompt), eos_ids
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue = asyncio.Queue()
         self.choices = [ChoiceText(tokenizer, request.stop) for _ in range(request.n)]
-        self.rows = [Row(prompt, params, _generator(request.seed, i),
+        self.rows = [Row(prompt, params, _row_seed(request.seed, i),
                          on_token=partial(self._post, i, "token"), on_finish=partial(self._post, i, "finish"))
                      for i in range(request.n)]
 
     def _post(self, index: int, kind: str, value) -> None:
-        """Called on the decode thread: hand the event to this request's event loop."""
+        """Called on the engine's thread: hand the event to this request's event loop."""
+        if kind == "token" and value in self._eos_ids:
+            return  # EOS ends the row (its finish follows); it is neither text nor a counted token
         try:
             self._loop.call_soon_threadsafe(self._events.put_nowait, (index, kind, value))
         except RuntimeError:  # the event loop is closed (server shutting down): nobody is listening

@@ -1,0 +1,77 @@
+"""Distillation (R1_SYSTEM.md §4): a teacher's verified traces fine-tune a student with SFT only.
+
+Stages (each resumable, each evaluated on the same held-out questions):
+  0_student   the student before
+  1_teacher   the teacher (local teachers only)
+  2_traces    teacher samples on training prompts -> rejection sampling -> the SFT set
+  3_sft       SFT of the student on that set
+  4_rl        optional baseline: the same student trained with GRPO for the wall time stages 2 + 3 took
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from r1lab import dist
+from r1lab.config import to_yaml
+from r1lab.data import load_task
+from r1lab.pipeline.config import DistillConfig
+from r1lab.pipeline.stages import Stages
+from r1lab.pipeline.steps import evaluate_model, run_rl, run_sft, sample_and_filter
+from r1lab.pipeline.summary import write_summary
+from r1lab.runs.rundir import atomic_write_text
+
+
+def run_distill(cfg: DistillConfig, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    if not cfg.teacher.model:
+        raise ValueError("teacher.model: name a local teacher (alias or checkpoint dir), or an endpoint's model "
+                         "together with teacher.base_url")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    root = Path(cfg.output_dir)
+    stages = Stages(root, is_writer=dist.rank() == 0, log=log)
+    if stages.is_writer:
+        atomic_write_text(root / "config.yaml", to_yaml(cfg))
+    held_out = load_task(cfg.task).test
+
+    def evaluate(model: str) -> dict:
+        return evaluate_model(model, held_out, cfg.prompt, cfg.eval, cfg.engine)
+
+    records = [stages.run("0_student", lambda d: {"model": cfg.student, "eval": evaluate(cfg.student)})]
+    if not cfg.teacher.base_url:
+        records.append(stages.run("1_teacher", lambda d: {"model": cfg.teacher.model,
+                                                           "eval": evaluate(cfg.teacher.model)}))
+
+    def traces(stage_dir: Path) -> dict:
+        data, stats = sample_and_filter(stage_dir, cfg.teacher, cfg.task, cfg.prompt, cfg.traces, cfg.engine, progress)
+        return {"data": str(data), "rejection": stats}
+
+    sft_set = stages.run("2_traces", traces)
+
+    def sft(stage_dir: Path) -> dict:
+        started = time.perf_counter()
+        model = run_sft(stage_dir, cfg.student, sft_set["data"], cfg.sft, cfg.prompt, cfg.threads, progress)
+        return {"model": model, "train_seconds": time.perf_counter() - started, "eval": evaluate(model)}
+
+    distilled = stages.run("3_sft", sft)
+    records.append({**distilled, "stage": "3_sft (distilled student)"})
+    distill_seconds = sft_set["seconds"] + distilled["train_seconds"]
+
+    if cfg.compare_with_rl:
+        budget = dataclasses.replace(cfg.compare_rl, time_budget_s=distill_seconds)
+
+        def rl(stage_dir: Path) -> dict:
+            started = time.perf_counter()
+            model = run_rl(stage_dir, cfg.student, budget, cfg.task, cfg.prompt, cfg.engine, cfg.threads, progress)
+            return {"model": model, "train_seconds": time.perf_counter() - started, "time_budget_s": distill_seconds,
+                    "eval": evaluate(model)}
+
+        records.append({**stages.run("4_rl", rl), "stage": "4_rl (same student, GRPO, same wall time)"})
+    if not stages.is_writer:
+        return {}
+    return write_summary(root, f"Distillation: {cfg.teacher.model} -> {cfg.student}", records,
+                         extra={"rejection": sft_set["rejection"], "distill_seconds": distill_seconds})

@@ -1,0 +1,231 @@
+"""Rank-count invariance on CPU (gloo): GRPO on 2 ranks gives the 1-rank run's samples, metrics and weights.
+
+Run as a script, this file is the worker torchrun starts on each rank: it registers the test reward
+below and runs the `r1lab` command line (what `python -m r1lab zero ...` runs), so the launched path is
+the real one. `R1LAB_TEST_DIE_AT=N` makes rank 1 kill itself (SIGKILL) as step N starts.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from r1lab.config import load_config
+from r1lab.rewards import register_reward
+from r1lab.rl.config import ZeroConfig
+
+HERE = Path(__file__).resolve()
+LAUNCH_TIMEOUT_S = 240  # a hung collective fails the test instead of hanging CI
+
+
+@register_reward("test_dist_char_mean")
+def char_mean(completion: str, **row) -> float:
+    """Mean code point of the generated text: samples of a group almost never tie. Rows named in
+    R1LAB_TEST_FLAT score 0 whatever they say, so their whole group is uniform (no gradient signal)."""
+    if row.get("id") in os.environ.get("R1LAB_TEST_FLAT", "").split(","):
+        return 0.0
+    generated = completion.removeprefix("<think>")
+    return sum(map(ord, generated)) / max(len(generated), 1) / 128
+
+
+SETTINGS = [
+    "task.train_size=64", "task.test_size=8", "task.kwargs={min_terms: 2, max_terms: 2, min_digits: 1, max_digits: 1}",
+    "prompt.example=false", "prompt.system=''", "engine=native",  # native: every sample has its own seed
+    "grpo.steps=3", "grpo.prompts_per_step=4", "grpo.group_size=4", "grpo.micro_batch_size=4",
+    "grpo.max_new_tokens=8", "grpo.lr=1e-3", "grpo.mu=2", "grpo.beta=0.05",
+    "rewards={test_dist_char_mean: 1.0, format_partial: 0.5}",
+    "run.eval_every=2", "run.eval_size=5", "run.checkpoint_every=2", "run.samples_per_step=6", "run.plot_every=0",
+]
+
+
+def overrides(model_dir, out) -> list[str]:
+    return [f"model.name={model_dir}", f"run.output_dir={out}", *SETTINGS]
+
+
+def launch(model_dir, out, *flags: str, die_at: int = 0, flat: str = "") -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 <this file> zero ...`, killed as a group if it outlives the timeout."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           str(HERE), "zero", *flags]
+    for item in overrides(model_dir, out):
+        cmd += ["--set", item]
+    env = {**os.environ, "R1LAB_TEST_DIE_AT": str(die_at), "R1LAB_TEST_FLAT": flat, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=LAUNCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks: the session this test started
+        output, _ = proc.communicate()
+        pytest.fail(f"2-rank run did not finish in {LAUNCH_TIMEOUT_S} s:\n{output[-4000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, output)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def weights(run_dir: Path, step: int | None = None) -> dict[str, torch.Tensor]:
+    name = f"step-{step:06d}" if step else (run_dir / "checkpoints" / "latest").read_text().strip()
+    return load_file(run_dir / "checkpoints" / name / "model.safetensors")
+
+
+def assert_same_run(got: Path, want: Path, until: int = 10**9) -> None:
+    """Same samples (text exactly) and metrics up to step `until`, same weights at its last checkpoint,
+    up to float summation order (ranks add gradients and metrics in another order)."""
+    samples = [s for s in read_jsonl(got / "samples.jsonl") if s["step"] <= until]
+    expected = [s for s in read_jsonl(want / "samples.jsonl") if s["step"] <= until]
+    assert [(s["step"], s["id"], s["completion"]) for s in samples] == \
+           [(s["step"], s["id"], s["completion"]) for s in expected]
+    for s, e in zip(samples, expected):
+        assert s["reward"] == pytest.approx(e["reward"], abs=1e-6)
+        assert s["advantage"] == pytest.approx(e["advantage"], abs=1e-5)
+    metrics = [m for m in read_jsonl(got / "metrics.jsonl") if m["step"] <= until]
+    expected = [m for m in read_jsonl(want / "metrics.jsonl") if m["step"] <= until]
+    assert [m["step"] for m in metrics] == [m["step"] for m in expected]
+    for m, e in zip(metrics, expected):
+        keys = {k for k in e if not k.startswith("time/") and k != "tokens_per_s"}
+        assert keys <= set(m)
+        assert {k: m[k] for k in keys} == pytest.approx({k: e[k] for k in keys}, rel=1e-5, abs=1e-6), m["step"]
+    step = metrics[-1]["step"]
+    a, b = weights(got, step), weights(want, step)
+    assert a.keys() == b.keys()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst <= 1e-5, f"step {step}: weights differ by {worst}"
+
+
+@pytest.fixture(scope="module")
+def one_rank(tiny_model_dir, tmp_path_factory):
+    """The reference: one process, same global batch and seed, 3 steps. Returns (run dir, flat row ids)."""
+    from r1lab.data import load_task
+    from r1lab.rl.trainer import prompt_indices, train_zero
+
+    out = tmp_path_factory.mktemp("one-rank") / "run"
+    cfg = load_config(ZeroConfig, None, overrides(tiny_model_dir, out))
+    rows = load_task(cfg.task).train
+    picks = prompt_indices(len(rows), cfg.grpo.seed, 0, cfg.grpo.prompts_per_step)
+    # step 1: the prompts rank 1 of 2 samples (positions 1 and 3) get a flat reward, so that rank has
+    # no counted sample while rank 0 does: it must still join every collective
+    flat = ",".join(rows[picks[j]]["id"] for j in (1, 3))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("R1LAB_TEST_FLAT", flat)
+        torch.set_num_threads(1)
+        train_zero(cfg, progress=False)
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert metrics[1]["groups/uniform_fraction"] == 0.5  # the two flat groups, and only them
+    return out, flat
+
+
+@pytest.fixture(scope="module")
+def killed_two_ranks(one_rank, tiny_model_dir, tmp_path_factory):
+    """2 ranks (DDP) that checkpoint at step 2 and die as step 3 starts (rank 1: SIGKILL)."""
+    out = tmp_path_factory.mktemp("two-ranks") / "run"
+    killed = launch(tiny_model_dir, out, die_at=3, flat=one_rank[1])
+    assert killed.returncode != 0
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step-000002", killed.stdout[-4000:]
+    return out
+
+
+def test_two_ranks_match_one_rank(one_rank, killed_two_ranks):
+    """2 GRPO steps on 2 ranks: same completions, rewards, loss and metrics, same weights (<= 1e-5)."""
+    assert_same_run(killed_two_ranks, one_rank[0], until=2)
+
+
+def test_two_ranks_killed_after_a_checkpoint_resume_exactly(one_rank, killed_two_ranks, tiny_model_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(killed_two_ranks, copy)  # for the world-size change below
+    resumed = launch(tiny_model_dir, killed_two_ranks, "--resume", flat=one_rank[1])
+    assert resumed.returncode == 0, resumed.stdout[-4000:]
+    assert_same_run(killed_two_ranks, one_rank[0])  # the uninterrupted run (equal on 1 and 2 ranks, above)
+
+    # DDP state is replicated, so the 2-rank checkpoint resumes on one process too
+    from r1lab.rl.trainer import train_zero
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("R1LAB_TEST_FLAT", one_rank[1])
+        train_zero(load_config(ZeroConfig, None, overrides(tiny_model_dir, copy)), resume=True, progress=False)
+    assert_same_run(copy, one_rank[0])
+
+
+def killed_fsdp_run(one_rank, tiny_model_dir, out: Path) -> None:
+    killed = launch(tiny_model_dir, out, "--fsdp", die_at=3, flat=one_rank[1])
+    assert killed.returncode != 0
+    assert (out / "checkpoints" / "step-000002" / "optimizer" / ".metadata").is_file(), killed.stdout[-4000:]
+
+
+def test_fsdp_two_ranks_match_one_rank_and_resume_on_one(one_rank, tiny_model_dir, tmp_path):
+    """FSDP2: 2 steps on 2 ranks match 1 rank; the checkpoint holds full safetensors weights and each rank's
+    optimizer shard, which torch.distributed.checkpoint reshards to resume on one process."""
+    out = tmp_path / "run"
+    killed_fsdp_run(one_rank, tiny_model_dir, out)
+    assert_same_run(out, one_rank[0], until=2)
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "checkpoints" / "step-000002")  # plain transformers
+    from r1lab.rl.trainer import train_zero
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("R1LAB_TEST_FLAT", one_rank[1])
+        cfg = load_config(ZeroConfig, None, [*overrides(tiny_model_dir, out), "fsdp=true"])  # 1 process: no-op
+        train_zero(cfg, resume=True, progress=False)
+    assert_same_run(out, one_rank[0])
+
+
+@pytest.mark.slow  # two more launches (~20 s); the same-size resume path of FSDP's sharded optimizer
+def test_fsdp_two_ranks_killed_and_resumed_on_two_match_one_rank(one_rank, tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    killed_fsdp_run(one_rank, tiny_model_dir, out)
+    resumed = launch(tiny_model_dir, out, "--fsdp", "--resume", flat=one_rank[1])
+    assert resumed.returncode == 0, resumed.stdout[-4000:]
+    assert_same_run(out, one_rank[0])
+
+
+def test_more_ranks_than_prompts_is_a_clear_error(tiny_model_dir, tmp_path, monkeypatch):
+    from r1lab import dist
+    from r1lab.rl.trainer import train_zero
+
+    monkeypatch.setattr(dist, "world_size", lambda: 8)
+    cfg = load_config(ZeroConfig, None, overrides(tiny_model_dir, tmp_path / "run"))
+    with pytest.raises(ValueError, match="prompts_per_step=4 must be at least the number of ranks"):
+        train_zero(cfg, progress=False)
+
+
+def test_vllm_without_a_gpu_is_a_clear_error(monkeypatch):
+    from r1lab.rollout.factory import make_engine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="engine=vllm needs a CUDA GPU"):
+        make_engine("vllm", None, None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    with pytest.raises(ValueError, match=r"pip install 'r1lab\[vllm\]'"):
+        make_engine("vllm", None, None)
+
+
+def _worker() -> None:
+    """One rank of `launch`: the real command line, plus an optional self-kill as a step starts."""
+    die_at = int(os.environ.get("R1LAB_TEST_DIE_AT") or 0)
+    if die_at:
+        from r1lab import dist
+        from r1lab.rl import trainer
+
+        real_step = trainer.GRPOTrainer.train_step
+
+        def train_step(self):
+            if self.step + 1 == die_at and dist.rank() == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_step(self)
+
+        trainer.GRPOTrainer.train_step = train_step
+    from r1lab.cli import app
+
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    _worker()
