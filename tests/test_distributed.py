@@ -50,10 +50,14 @@ def overrides(model_dir, out) -> list[str]:
 
 def launch(model_dir, out, *flags: str, die_at: int = 0, flat: str = "") -> subprocess.CompletedProcess:
     """`torchrun --nproc_per_node 2 <this file> zero ...`, killed as a group if it outlives the timeout."""
+    sets = [arg for item in overrides(model_dir, out) for arg in ("--set", item)]
+    return torchrun(["zero", *flags, *sets], die_at=die_at, flat=flat)
+
+
+def torchrun(args: list[str], die_at: int = 0, flat: str = "") -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 <this file> ARGS` (an r1lab command line) with a hard timeout."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
-           str(HERE), "zero", *flags]
-    for item in overrides(model_dir, out):
-        cmd += ["--set", item]
+           str(HERE), *args]
     env = {**os.environ, "R1LAB_TEST_DIE_AT": str(die_at), "R1LAB_TEST_FLAT": flat, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -183,6 +187,32 @@ def test_fsdp_two_ranks_killed_and_resumed_on_two_match_one_rank(one_rank, tiny_
     resumed = launch(tiny_model_dir, out, "--fsdp", "--resume", flat=one_rank[1])
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     assert_same_run(out, one_rank[0])
+
+
+def test_sft_two_ranks_match_one_rank(tiny_model_dir, tmp_path):
+    """2 SFT steps on 2 ranks (each takes every other sample of the step, gradients summed across ranks)
+    give the 1-process run's losses and weights."""
+    from r1lab.sft.config import SFTConfig
+    from r1lab.sft.trainer import train_sft
+
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {i} + {i}?", "completion": f"<think> {i} + {i} = {2 * i}. "
+                                        f"</think> <answer>{2 * i}</answer>"}) + "\n" for i in range(12)))
+    sets = [f"model.name={tiny_model_dir}", f"data.path={data}", "train.steps=2", "train.batch_size=5",
+            "train.lr=1e-3", "train.max_seq_len=128", "train.micro_batch_tokens=128", "run.plot_every=0",
+            "prompt.example=false", "prompt.system=''"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    torch.set_num_threads(1)
+    train_sft(load_config(SFTConfig, None, [*sets, f"run.output_dir={one}"]), progress=False)
+    launched = torchrun(["sft", *[a for item in [*sets, f"run.output_dir={two}"] for a in ("--set", item)]])
+    assert launched.returncode == 0, launched.stdout[-4000:]
+    got, want = read_jsonl(two / "metrics.jsonl"), read_jsonl(one / "metrics.jsonl")
+    assert [m["step"] for m in got] == [1, 2]
+    for g, w in zip(got, want):
+        for key in ("loss", "target_tokens", "tokens", "grad_norm", "lr"):
+            assert g[key] == pytest.approx(w[key], rel=1e-5), key
+    a, b = weights(two), weights(one)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
 
 
 def test_more_ranks_than_prompts_is_a_clear_error(tiny_model_dir, tmp_path, monkeypatch):

@@ -90,6 +90,26 @@ def test_run_directory_contents(tiny_model_dir, tmp_path):
         train_zero(cfg, progress=False)
 
 
+def test_aha_lens_logs_reflection_metrics_and_candidates(tiny_model_dir, tmp_path, monkeypatch):
+    real_rollout = trainer_mod.GRPOTrainer.rollout
+
+    def with_one_aha(self, step):  # the tiny model never reflects; plant one self-correction
+        data = real_rollout(self, step)
+        gold = data.rows[0]["answer"]
+        data.texts[0] = (f"<think> The answer is {int(gold) + 1}. Wait, let me check that again: "
+                         f"the answer is {gold}. </think> <answer>{gold}</answer>")
+        return data
+
+    monkeypatch.setattr(trainer_mod.GRPOTrainer, "rollout", with_one_aha)
+    run = train_zero(tiny_config(tiny_model_dir, tmp_path / "run", **{"grpo.steps": 1, "run.eval_every": 0}),
+                     progress=False)
+    metrics = run.read_metrics()[-1]
+    assert metrics["aha/candidates"] == 1 and metrics["aha/reflection_rate"] == 1 / 8
+    assert metrics["aha/accuracy_with_reflection"] == 1.0
+    (candidate,) = [json.loads(line) for line in (run.root / "aha.jsonl").read_text().splitlines()]
+    assert candidate["step"] == 1 and "Wait" in candidate["completion"]
+
+
 def test_lora_run_trains_only_adapters(tiny_model_dir, tmp_path):
     cfg = tiny_config(tiny_model_dir, tmp_path / "run", **{"grpo.steps": 2, "run.eval_every": 0,
                                                            "model.lora_r": 4, "grpo.beta": 0.1,

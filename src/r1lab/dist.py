@@ -9,7 +9,7 @@ import contextlib
 import inspect
 import os
 from pathlib import Path
-from typing import Any
+from typing import Callable, Any
 
 import torch
 import torch.distributed as torch_dist
@@ -117,6 +117,12 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     torch_dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def on_rank0(fn: Callable[[], Any]) -> Any:
+    """Run `fn` on rank 0 only (sampling into a file, an evaluation) and hand its result to every rank."""
+    result = fn() if rank() == 0 else None
+    return broadcast_object(result)
 
 
 # ---------------------------------------------------------------- the training model

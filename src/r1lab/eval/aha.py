@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from typing import Sequence
 
-from r1lab.rewards.extract import last_boxed
+from r1lab.rewards.extract import closing_brace, last_boxed
 
 # Reflective phrases. Latin ones match whole words, case-insensitively; in a phrase a space matches
 # any whitespace, a hyphen is optional ("double check", "re-evaluate", "reevaluate") and the last
@@ -91,15 +91,10 @@ _PREFIX = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*", re.IGNO
 def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
     out = []
     for m in _BOXED.finditer(text):
-        depth, i = 0, m.end() - 1
-        for j in range(i, len(text)):
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    out.append((m.start(), j + 1, text[i + 1 : j]))
-                    break
+        i = m.end() - 1
+        j = closing_brace(text, i)
+        if j is not None:
+            out.append((m.start(), j + 1, text[i + 1 : j]))
     return out
 
 

@@ -14,32 +14,17 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from r1lab import dist
-from r1lab.config import to_yaml
-from r1lab.data import load_task
 from r1lab.pipeline.config import DistillConfig
-from r1lab.pipeline.stages import Stages
-from r1lab.pipeline.steps import evaluate_model, run_rl, run_sft, sample_and_filter
+from r1lab.pipeline.steps import open_staged_run, run_rl, run_sft, sample_and_filter
 from r1lab.pipeline.summary import write_summary
-from r1lab.runs.rundir import atomic_write_text
 
 
 def run_distill(cfg: DistillConfig, progress: bool = True, log: Callable[[str], None] = print) -> dict:
     if not cfg.teacher.model:
         raise ValueError("teacher.model: name a local teacher (alias or checkpoint dir), or an endpoint's model "
                          "together with teacher.base_url")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    root = Path(cfg.output_dir)
-    stages = Stages(root, is_writer=dist.rank() == 0, log=log)
-    if stages.is_writer:
-        atomic_write_text(root / "config.yaml", to_yaml(cfg))
-    held_out = load_task(cfg.task).test
-
-    def evaluate(model: str) -> dict:
-        return evaluate_model(model, held_out, cfg.prompt, cfg.eval, cfg.engine)
+    stages, evaluate = open_staged_run(cfg, log)
+    root = stages.root
 
     records = [stages.run("0_student", lambda d: {"model": cfg.student, "eval": evaluate(cfg.student)})]
     if not cfg.teacher.base_url:

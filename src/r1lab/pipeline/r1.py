@@ -13,30 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from r1lab import dist
-from r1lab.config import to_yaml
-from r1lab.data import load_task
 from r1lab.pipeline.config import R1Config, TeacherConfig
-from r1lab.pipeline.stages import Stages
-from r1lab.pipeline.steps import append_files, copy_into, evaluate_model, run_rl, run_sft, sample_and_filter
+from r1lab.pipeline.steps import open_staged_run, append_files, copy_into, run_rl, run_sft, sample_and_filter
 from r1lab.pipeline.summary import write_summary
-from r1lab.runs.rundir import atomic_write_text
 
 
 def run_r1(cfg: R1Config, progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Run (or resume) every stage; returns the summary written to output_dir/summary.{md,json}."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    root = Path(cfg.output_dir)
-    stages = Stages(root, is_writer=dist.rank() == 0, log=log)
-    if stages.is_writer:
-        atomic_write_text(root / "config.yaml", to_yaml(cfg))
-    held_out = load_task(cfg.task).test
-
-    def evaluate(model: str) -> dict:
-        return evaluate_model(model, held_out, cfg.prompt, cfg.eval, cfg.engine)
+    stages, evaluate = open_staged_run(cfg, log)
+    root = stages.root
 
     def rl(stage_dir: Path, start: str, stage_cfg) -> dict:
         model = run_rl(stage_dir, start, stage_cfg, cfg.task, cfg.prompt, cfg.engine, cfg.threads, progress)

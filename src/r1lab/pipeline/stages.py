@@ -21,7 +21,7 @@ class Stages:
     def __init__(self, root: str | Path, is_writer: bool = True, log: Callable[[str], None] = print):
         self.root = Path(root)
         self.is_writer = is_writer
-        self.log = log
+        self.log = log if is_writer else (lambda _: None)
 
     def dir(self, name: str) -> Path:
         path = self.root / name

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from r1lab.data import Row
+from r1lab import dist
+from r1lab.config import to_yaml
+from r1lab.data import Row, load_task
 from r1lab.data.base import TaskConfig
 from r1lab.data.prompts import PromptConfig
 from r1lab.eval.metrics import wilson_interval
@@ -17,12 +20,14 @@ from r1lab.models import ModelConfig, load_model, load_tokenizer
 from r1lab.pipeline.config import RLStageConfig, StageEvalConfig, TeacherConfig, TracesConfig
 from r1lab.pipeline.generate import GenerateConfig, generate_traces
 from r1lab.pipeline.rejection import reject_file
+from r1lab.pipeline.stages import Stages
 from r1lab.rl.config import RunConfig, ZeroConfig
 from r1lab.rl.heldout import evaluate_heldout
 from r1lab.rl.trainer import train_zero
 from r1lab.rollout import SamplingParams
 from r1lab.rollout.factory import make_engine
 from r1lab.runs import RunDir
+from r1lab.runs.rundir import atomic_write_text
 from r1lab.sft.config import SFTConfig, SFTDataConfig, SFTRunConfig, SFTTrainConfig
 from r1lab.sft.trainer import train_sft
 
@@ -58,6 +63,24 @@ def evaluate_model(model: str, rows: list[Row], prompt: PromptConfig, cfg: Stage
             "language": found["eval/language"], "length_mean": found["eval/length_mean"]}
 
 
+def open_staged_run(cfg, log: Callable[[str], None]) -> tuple[Stages, Callable[[str], dict]]:
+    """The opening every staged recipe shares (R1Config, DistillConfig): threads, the stage tracker with
+    rank 0 as the writer, config.yaml, and the evaluator every stage's model goes through."""
+    dist.init_from_env()  # under torchrun every rank trains; rank 0 alone samples, evaluates and writes
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    root = Path(cfg.output_dir)
+    stages = Stages(root, is_writer=dist.rank() == 0, log=log)
+    if stages.is_writer:
+        atomic_write_text(root / "config.yaml", to_yaml(cfg))
+    held_out = load_task(cfg.task).test
+
+    def evaluate(model: str) -> dict:
+        return dist.on_rank0(lambda: evaluate_model(model, held_out, cfg.prompt, cfg.eval, cfg.engine))
+
+    return stages, evaluate
+
+
 def run_rl(stage_dir: Path, start_model: str, cfg: RLStageConfig, task: TaskConfig, prompt: PromptConfig,
            engine: str, threads: int, progress: bool = True) -> str:
     """GRPO from `start_model` into stage_dir/run (resumed if interrupted); returns the final checkpoint."""
@@ -80,7 +103,13 @@ def run_sft(stage_dir: Path, start_model: str, data: str, cfg: SFTTrainConfig, p
 
 def sample_and_filter(stage_dir: Path, teacher: TeacherConfig, task: TaskConfig, prompt: PromptConfig,
                       cfg: TracesConfig, engine: str, progress: bool = True) -> tuple[Path, dict]:
-    """Teacher traces on training prompts (resumable file) -> rejection sampling -> an SFT set + its stats."""
+    """Teacher traces on training prompts (resumable file) -> rejection sampling -> an SFT set + its stats.
+    Rank 0 samples and writes; the other ranks wait for its result."""
+    return dist.on_rank0(lambda: _sample_and_filter(stage_dir, teacher, task, prompt, cfg, engine, progress))
+
+
+def _sample_and_filter(stage_dir: Path, teacher: TeacherConfig, task: TaskConfig, prompt: PromptConfig,
+                       cfg: TracesConfig, engine: str, progress: bool) -> tuple[Path, dict]:
     traces = stage_dir / "traces.jsonl"
     generate_traces(GenerateConfig(
         teacher="" if teacher.base_url else teacher.model, base_url=teacher.base_url, api_key=teacher.api_key,

@@ -23,6 +23,12 @@ def last_boxed(text: str) -> str | None:
         return None
     if text[start:i].strip() not in ("\\boxed", "\\fbox"):
         return None
+    end = closing_brace(text, i)
+    return None if end is None else text[i + 1 : end]
+
+
+def closing_brace(text: str, i: int) -> int | None:
+    """Index of the brace closing the one at text[i], nested braces included; None if it never closes."""
     depth = 0
     for j in range(i, len(text)):
         if text[j] == "{":
@@ -30,7 +36,7 @@ def last_boxed(text: str) -> str | None:
         elif text[j] == "}":
             depth -= 1
             if depth == 0:
-                return text[i + 1 : j]
+                return j
     return None
 
 

@@ -16,9 +16,10 @@ import torch
 
 from r1lab import dist
 from r1lab.config import to_yaml
-from r1lab.data.order import epoch_order as prompt_indices
 from r1lab.data import Row, load_task
+from r1lab.data.order import epoch_order as prompt_indices
 from r1lab.data.prompts import full_completion, render
+from r1lab.eval.aha import aha_step_metrics
 from r1lab.models import load_model, load_tokenizer, load_trainable
 from r1lab.optim import make_optimizer
 from r1lab.rewards import get_reward, score_batch
@@ -266,7 +267,8 @@ class GRPOTrainer:
         """The step's per-sample numbers from every rank, in global sample order, so that metrics are
         computed exactly as on one process; `failures` is the global count."""
         columns = {"total": data.total, "length": [len(c) for c in data.completion_ids],
-                   "truncated": data.truncated, **{f"reward/{n}": v for n, v in data.rewards.items()}}
+                   "truncated": data.truncated, "text": data.texts, "row": data.rows,
+                   **{f"reward/{n}": v for n, v in data.rewards.items()}}
         parts = dist.all_gather_objects((data.positions, columns, data.failures))
         order = sorted((p, r, i) for r, (positions, _, _) in enumerate(parts) for i, p in enumerate(positions))
         merged: dict[str, list] = {k: [parts[r][1][k][i] for _, r, i in order] for k in columns}
@@ -309,7 +311,16 @@ class GRPOTrainer:
             "time/generate": t_generate, "time/score": t_score, "time/train": t_train, "time/step": t_step,
             "tokens_per_s": generated / max(t_generate, 1e-9),
         }
+        metrics.update(self._aha_lens(step, every))
         self._log_samples(step, data)
+        return metrics
+
+    def _aha_lens(self, step: int, every: dict[str, list]) -> dict[str, float]:
+        """Reflection-phrase rates and their link to correctness; "aha" candidates go to aha.jsonl."""
+        metrics, candidates = aha_step_metrics(every["text"], [a >= 1.0 for a in every["reward/accuracy"]])
+        self.run.log_records("aha.jsonl", step, [{
+            "id": every["row"][i]["id"], "question": every["row"][i]["question"], "answer": every["row"][i]["answer"],
+            "completion": every["text"][i], "reward": every["total"][i]} for i in candidates])
         return metrics
 
     def _log_samples(self, step: int, data: StepData) -> None:
@@ -381,7 +392,7 @@ def train_zero(cfg: ZeroConfig, resume: bool = False, progress: bool = True) -> 
                          f"({dist.world_size()}): each rank samples whole groups")
     if cfg.fsdp and cfg.model.lora_r > 0:
         raise ValueError("fsdp: not supported with LoRA (model.lora_r > 0); its few trainable weights suit DDP")
-    run = RunDir(cfg.run.output_dir, rank=dist.rank())
+    run = RunDir(cfg.run.output_dir, rank=dist.rank(), tensorboard=cfg.run.tensorboard)
     checkpoint = run.latest_checkpoint() if resume else None
     taken = not resume and (run.latest_checkpoint() is not None or run.metrics_path.exists())
     checkpoint, taken = dist.broadcast_object((checkpoint, taken))  # rank 0 decides, before anyone writes
@@ -432,4 +443,5 @@ def train_zero(cfg: ZeroConfig, resume: bool = False, progress: bool = True) -> 
             bar.update(step, metrics)
             if last:  # the step count or the time budget is used up, and that step is checkpointed
                 break
+    run.close()
     return run

@@ -133,14 +133,19 @@ def _summary(m: dict[str, float]) -> str:
 
 
 def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> RunDir:
-    """Run (or resume) supervised fine-tuning; returns its RunDir."""
+    """Run (or resume) supervised fine-tuning; returns its RunDir. Under torchrun every rank trains on its
+    share of each step's samples and the summed gradients are all-reduced once per step (DDP's result,
+    without overlapping communication with the backward pass); rank 0 writes the run directory."""
+    dist.init_from_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.train.packing:
         check_packing_support()
     run = RunDir(cfg.run.output_dir, rank=dist.rank())
     checkpoint = run.latest_checkpoint() if resume else None
-    if not resume and (run.latest_checkpoint() is not None or run.metrics_path.exists()):
+    taken = not resume and (run.latest_checkpoint() is not None or run.metrics_path.exists())
+    checkpoint, taken = dist.broadcast_object((checkpoint, taken))  # rank 0 decides, before anyone writes
+    if taken:
         raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it or pick another output_dir")
     tokenizer = load_tokenizer(cfg.model.name)
     samples = load_samples(cfg.data, cfg.prompt, tokenizer, cfg.train.max_seq_len)
