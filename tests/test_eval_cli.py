@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from r1lab.cli_eval import eval_app
@@ -61,8 +62,11 @@ def test_user_mistakes_exit_2_with_the_reason(model_dir, bench, tmp_path):
     assert result.exit_code == 2 and "--model is required" in result.output
     result = _eval(model_dir, bench, tmp_path / "run", "--k", "0")
     assert result.exit_code == 2 and "k must be >= 1" in result.output
-    result = _eval(model_dir, bench, tmp_path / "run", "--engine", "vllm")
+    result = _eval(model_dir, bench, tmp_path / "run", "--engine", "nope")
     assert result.exit_code == 2 and "--engine must be one of" in result.output
+    if not torch.cuda.is_available():
+        result = _eval(model_dir, bench, tmp_path / "run", "--engine", "vllm")
+        assert result.exit_code == 2 and "needs a CUDA GPU" in result.output
 
 
 def test_config_file_values_are_overridden_by_flags(model_dir, bench, tmp_path):

@@ -29,7 +29,7 @@ def test_paper_mini_on_tiny_models_writes_every_part_and_resumes(tmp_path, monke
     assert set(recorded["b"]) >= {"before RL", "after RL"}
     assert recorded["b"]["after RL"]["questions"] == 8 and recorded["b"]["after RL"]["k"] == 4
     # The teacher of part c is part d's cold-start model, which learned the task; the table says so.
-    teacher = next(s for s in recorded["c"]["stages"] if s["stage"] == "1_teacher")
+    teacher = next(s for s in recorded["c"]["summary"]["stages"] if s["stage"] == "1_teacher")
     assert teacher["eval"]["accuracy"] > 0.5
 
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("stage.json")}

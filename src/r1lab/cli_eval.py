@@ -15,10 +15,11 @@ from r1lab.data import TaskError
 from r1lab.eval import EvalConfig, EvalError, load_summary, run_eval
 from r1lab.eval.report import comparison_table, summary_table
 from r1lab.models import ModelNotFoundError
+from r1lab.rollout.vllm import EngineUnavailable
 
 eval_app = typer.Typer(help="Evaluate a model with R1's protocol: k samples per question, pass@1 ± se, cons@k, pass@k.",
                        no_args_is_help=False)
-USER_ERRORS = (EvalError, TaskError, ConfigError, ModelNotFoundError)
+USER_ERRORS = (EvalError, TaskError, ConfigError, ModelNotFoundError, EngineUnavailable)
 
 
 def _fail(err: Exception) -> None:
@@ -61,7 +62,7 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="samples per generate call (default 32)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="default 0"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of EvalConfig fields; flags override it"),
-    engine: str = typer.Option("hf", "--engine", help="rollout backend: hf (transformers generate) | native"),
+    engine: str = typer.Option("hf", "--engine", help="rollout backend: hf (transformers generate) | native | vllm (GPU)"),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:

@@ -43,8 +43,8 @@ def run_distill(cfg: DistillConfig, progress: bool = True, log: Callable[[str], 
         return {"model": model, "train_seconds": time.perf_counter() - started, "eval": evaluate(model)}
 
     distilled = stages.run("3_sft", sft)
-    records.append({**distilled, "stage": "3_sft (distilled student)"})
     distill_seconds = sft_set["seconds"] + distilled["train_seconds"]
+    records.append({**distilled, "stage": "3_sft (distilled student)", "cost_seconds": distill_seconds})
 
     if cfg.compare_with_rl:
         budget = dataclasses.replace(cfg.compare_rl, time_budget_s=distill_seconds)

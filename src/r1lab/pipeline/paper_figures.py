@@ -103,8 +103,16 @@ def _eval_table(pairs: list[tuple[str, dict]], times: dict[str, float] | None = 
     return lines
 
 
+def _compare(name_a: str, a: dict, name_b: str, b: dict) -> str:
+    """One honest sentence: the difference, and whether the 95% intervals even separate."""
+    gap = a["accuracy"] - b["accuracy"]
+    separate = a["accuracy_ci95"][0] > b["accuracy_ci95"][1] or b["accuracy_ci95"][0] > a["accuracy_ci95"][1]
+    verdict = "the intervals separate" if separate else "the intervals overlap, so this is not a finding"
+    return f"Held-out accuracy, {name_a} − {name_b}: {gap:+.2f} ({verdict})."
+
+
 def write_results(path: Path, machine: str, model: str, zero_metrics: list[dict], a: dict, b: dict, c: dict, d: dict,
-                  voting) -> None:
+                  voting, c_seconds: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.with_suffix("")
     figure_a(zero_metrics, Path(f"{stem}_a.png"))
@@ -125,6 +133,9 @@ def write_results(path: Path, machine: str, model: str, zero_metrics: list[dict]
         "and a 95% interval (Wilson for single greedy samples; ±1.96 standard errors across questions for pass@1 "
         "averaged over k samples). One seed per experiment: there was no time for a second, so differences inside "
         "the intervals are not findings.", "",
+        f"Wall time of the parts on this machine: a {a['train_seconds'] / 60:.0f} min of GRPO (`make demo`, "
+        f"{len(evals) - 1} held-out evaluations on top), d {d['seconds'] / 60:.0f} min, c {c_seconds / 60:.0f} min, "
+        f"b {b['seconds'] / 60:.0f} min.", "",
         "## a. R1-Zero: accuracy and response length across RL steps", "",
         f"![a]({name}_a.png)", "",
         f"Held-out accuracy {first['eval/accuracy']:.2f} at step {first['step']} -> {last['eval/accuracy']:.2f} at "
@@ -144,14 +155,24 @@ def write_results(path: Path, machine: str, model: str, zero_metrics: list[dict]
         clo, chi = s["cons@k_ci95"]
         lines.append(f"| {when} | {s['pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {s['cons@k']:.3f} [{clo:.3f}, {chi:.3f}] | "
                      f"{s['pass@k'][str(voting.k)]:.3f} | {s['questions']} |")
-    times = {r["stage"]: r["train_seconds"] for r in c["stages"] if "train_seconds" in r}
+    for when, s_ in b.items():
+        if when not in ("stage", "seconds"):
+            lines.append(f"{when}: cons@{voting.k} − pass@1 = {s_['cons@k'] - s_['pass@1']:+.3f}.")
+    # What each side of the comparison cost: teacher sampling + rejection + SFT vs the GRPO run.
+    times = {r["stage"]: r.get("cost_seconds", r["train_seconds"]) for r in c["stages"] if "train_seconds" in r}
+    distilled = next(ev for name, ev in distill_pairs if name.startswith("3_sft"))
+    rl_eval = next((ev for name, ev in distill_pairs if name.startswith("4_rl")), None)
     lines += ["", "## c. Distillation vs RL for the same student and wall time", "", f"![c]({name}_c.png)", "",
               f"Distillation cost (teacher sampling + rejection + SFT): {c['distill_seconds'] / 60:.1f} min; the GRPO "
               "baseline was stopped after the step that crossed the same wall time. Rejection sampling kept "
               f"{c['rejection']['kept']} of {c['rejection']['input']} teacher samples.", "",
               *_eval_table(distill_pairs, times), "",
+              *([_compare("distilled student", distilled, "GRPO student", rl_eval), ""] if rl_eval else []),
               "## d. R1 (cold start, multi-stage) vs R1-Zero (pure RL) from the same base", "", f"![d]({name}_d.png)", "",
               *_eval_table(r1_pairs), "",
+              _compare("R1 (final stage)", r1_pairs[-1][1], "R1-Zero", d["zero_eval"]) +
+              f" R1-Zero: {a['train_seconds'] / 60:.1f} min of GRPO training; the R1 pipeline: "
+              f"{d['r1']['total_seconds'] / 60:.1f} min over all its stages.", "",
               "Readability: format = the strict <think>/<answer> format; language = share of English words in the "
               "think section. The R1 pipeline stage by stage (stage time includes each stage's evaluation):", "",
               *summary_markdown("R1 pipeline", d["r1"]["stages"]).splitlines()[2:]]

@@ -78,7 +78,7 @@ def run_paper_mini(cfg: PaperMiniConfig, progress: bool = True, log: Callable[[s
                                                            r1_cfg.engine)}
 
     d = stages.run("d_r1_vs_zero", r1_vs_zero)
-    c = stages.run("c_distill", lambda _: run_distill(distill_cfg, progress=progress, log=log))
+    c = stages.run("c_distill", lambda _: {"summary": run_distill(distill_cfg, progress=progress, log=log)})
 
     def voting(stage_dir: Path) -> dict:
         out = {}
@@ -90,7 +90,8 @@ def run_paper_mini(cfg: PaperMiniConfig, progress: bool = True, log: Callable[[s
     machine = f"{platform.machine()}, {_cpu_count()} CPU cores, {platform.system()} (torch CPU, fp32)"
     results = Path(cfg.results)
     write_results(results, machine=machine, model=zero_cfg.model.name, zero_metrics=read_jsonl_records(Path(a["run"]) / "metrics.jsonl"),
-                  a=a, b=b, c=c, d=d, voting=cfg.voting)
+                  a=a, b=b, c=c["summary"], d=d, voting=cfg.voting,
+                  c_seconds=c["summary"]["total_seconds"])
     atomic_write_text(root / "results.json", json.dumps({"a": a, "b": b, "c": c, "d": d}, indent=2) + "\n")
     return results
 
