@@ -56,6 +56,12 @@ class Engine(Protocol):
     ) -> list[Completion]: ...
 
 
+def check_seeds(prompts: Sequence, seeds: Sequence[int] | None) -> None:
+    """Every backend seeds row i with seeds[i]: one seed per prompt, or none at all."""
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+
+
 def generate_text(engine: Engine, tokenizer, prompts: Sequence[str], params: SamplingParams,
                   seeds: Sequence[int] | None = None) -> list[Completion]:
     """Convenience for text prompts (already rendered, special tokens written out)."""

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from r1lab.rollout.base import Completion, SamplingParams
+from r1lab.rollout.base import Completion, SamplingParams, check_seeds
 from r1lab.rollout.finish import eos_ids_of, finish_completion
 from r1lab.rollout.kv_cache import KVCache
 from r1lab.rollout.llama_forward import LlamaFamilyForward, ModelWeights
@@ -89,8 +89,7 @@ class NativeEngine:
                  seeds: Sequence[int] | None = None) -> list[Completion]:
         if not prompts:
             return []
-        if seeds is not None and len(seeds) != len(prompts):
-            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        check_seeds(prompts, seeds)
         if any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         rows = [Row(p, params, seeds[i] if seeds is not None else None) for i, p in enumerate(prompts)]

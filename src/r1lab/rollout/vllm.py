@@ -21,7 +21,7 @@ import os
 from typing import Sequence
 
 from r1lab import dist
-from r1lab.rollout.base import Completion, SamplingParams
+from r1lab.rollout.base import Completion, SamplingParams, check_seeds
 from r1lab.rollout.finish import eos_ids_of, finish_completion
 
 
@@ -94,8 +94,7 @@ class VLLMEngine:
                  seeds: Sequence[int] | None = None) -> list[Completion]:
         if not prompts:
             return []
-        if seeds is not None and len(seeds) != len(prompts):
-            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        check_seeds(prompts, seeds)
         from vllm import SamplingParams as VLLMParams
         from vllm.inputs import TokensPrompt
 
