@@ -280,6 +280,32 @@ def test_report_in_headless_chromium(tmp_path):
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.skipif(chromium_binary() is None, reason="needs Chromium (apt-get install chromium)")
+def test_report_of_a_real_tiny_grpo_run_in_headless_chromium(tiny_model_dir, tmp_path):
+    """The same page for a run the trainer really wrote (2 GRPO steps of a tiny model, held-out evals)."""
+    from r1lab.config import load_config
+    from r1lab.rl.trainer import train_zero
+
+    cfg = load_config(ZeroConfig, None, [
+        f"model.name={tiny_model_dir}", f"run.output_dir={tmp_path / 'run'}", "task.train_size=32", "task.test_size=4",
+        "prompt.example=false", "prompt.system=''", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
+        "grpo.max_new_tokens=8", "run.eval_every=1", "run.eval_size=4", "run.samples_per_step=2", "engine=native"])
+    run = train_zero(cfg, progress=False)
+    page = write_report([run.root], tmp_path / "report.html")
+    logged = {k for m in run.read_metrics() for k, v in m.items() if isinstance(v, float)}
+    browser = Browser(tmp_path / "profile", ["--window-size=1280,900"])
+    try:
+        open_report(browser, page)
+        drawn = browser.js("[...document.querySelectorAll('figure.plot')].map(f => f.dataset.metric)")
+        assert {"reward/total", "eval/accuracy", "completion/length_mean", "completion/length_p90",
+                "aha/reflection_rate", "time/split"} <= set(drawn) <= logged | {"time/split"}
+        assert browser.js("document.getElementById('sample-list').dataset.step") == "2"
+        assert browser.js("document.querySelectorAll('#sample-list article.sample').length") == 2
+        assert browser.requests() == [page.resolve().as_uri()]
+    finally:
+        browser.close()
+
+
 def take_screenshot(run_dirs: list[Path], path: Path, workdir: Path) -> None:
     """docs/report.png: the top of the curves, then the sample browser (two clips of the page, stacked)."""
     from PIL import Image
