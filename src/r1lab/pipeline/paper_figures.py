@@ -111,8 +111,26 @@ def _compare(name_a: str, a: dict, name_b: str, b: dict) -> str:
     return f"Held-out accuracy, {name_a} − {name_b}: {gap:+.2f} ({verdict})."
 
 
+def _seed_table(first: dict, more: dict[str, dict]) -> list[str]:
+    """Distilled vs GRPO accuracy per seed, and the mean difference: the headline comparison's spread."""
+    if not more:
+        return ["Only one seed was run for this comparison (set `distill_seeds` for more).", ""]
+    runs = {"0": first, **more}
+    lines = ["| seed | distilled | GRPO, same wall time | difference | wall time |", "|---|---|---|---|---|"]
+    gaps = []
+    for seed, summary in runs.items():
+        evals = {r["stage"][:4]: r["eval"] for r in summary["stages"] if r.get("eval")}
+        gap = evals["3_sf"]["accuracy"] - evals["4_rl"]["accuracy"]
+        gaps.append(gap)
+        lines.append(f"| {seed} | {_ci(evals['3_sf'])} | {_ci(evals['4_rl'])} | {gap:+.2f} | "
+                     f"{summary['distill_seconds'] / 60:.1f} min |")
+    lines += ["", f"Mean difference over {len(gaps)} seeds: {sum(gaps) / len(gaps):+.3f} "
+              f"(per seed: {', '.join(f'{g:+.2f}' for g in gaps)}).", ""]
+    return lines
+
+
 def write_results(path: Path, machine: str, model: str, zero_metrics: list[dict], a: dict, b: dict, c: dict, d: dict,
-                  voting, c_seconds: float) -> None:
+                  voting, c_seconds: float, c_seeds: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.with_suffix("")
     figure_a(zero_metrics, Path(f"{stem}_a.png"))
@@ -131,8 +149,9 @@ def write_results(path: Path, machine: str, model: str, zero_metrics: list[dict]
         f"Produced by `r1lab paper-mini` on {datetime.date.today().isoformat()}; machine: {machine}. "
         f"Base model: `{model}`. Every accuracy is on held-out questions never used in training, with its n "
         "and a 95% interval (Wilson for single greedy samples; ±1.96 standard errors across questions for pass@1 "
-        "averaged over k samples). One seed per experiment: there was no time for a second, so differences inside "
-        "the intervals are not findings.", "",
+        "averaged over k samples). "
+        f"Seeds: part c ran with {1 + len(c_seeds or {})}, parts a, b and d with one; differences inside the "
+        "intervals are not findings.", "",
         f"Wall time of the parts on this machine: a {a['train_seconds'] / 60:.0f} min of GRPO (`make demo`, "
         f"{len(evals) - 1} held-out evaluations on top), d {d['seconds'] / 60:.0f} min, c {c_seconds / 60:.0f} min, "
         f"b {b['seconds'] / 60:.0f} min.", "",
@@ -168,6 +187,7 @@ def write_results(path: Path, machine: str, model: str, zero_metrics: list[dict]
               f"{c['rejection']['kept']} of {c['rejection']['input']} teacher samples.", "",
               *_eval_table(distill_pairs, times), "",
               *([_compare("distilled student", distilled, "GRPO student", rl_eval), ""] if rl_eval else []),
+              *_seed_table(c, c_seeds or {}),
               "## d. R1 (cold start, multi-stage) vs R1-Zero (pure RL) from the same base", "", f"![d]({name}_d.png)", "",
               *_eval_table(r1_pairs), "",
               _compare("R1 (final stage)", r1_pairs[-1][1], "R1-Zero", d["zero_eval"]) +

@@ -10,6 +10,7 @@ Each part is a stage of one resumable run; the runs it needs are the recipes nam
 """
 from __future__ import annotations
 
+import copy
 import json
 import platform
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class PaperMiniConfig:
     r1: str = "recipes/r1_smollm2.yaml"  # part d's R1 side
     distill: str = "recipes/distill_smollm2.yaml"  # part c (its teacher may be a model part d trains)
     voting: VotingConfig = field(default_factory=VotingConfig)
+    distill_seeds: list[int] = field(default_factory=list)  # part c again with these seeds (sampling, SFT order, GRPO)
     output_dir: str = "runs/paper_mini"
     results: str = "docs/results/paper_mini.md"  # figures are written beside it
 
@@ -79,6 +81,9 @@ def run_paper_mini(cfg: PaperMiniConfig, progress: bool = True, log: Callable[[s
 
     d = stages.run("d_r1_vs_zero", r1_vs_zero)
     c = stages.run("c_distill", lambda _: {"summary": run_distill(distill_cfg, progress=progress, log=log)})
+    more = stages.run("c_distill_seeds", lambda _: {"by_seed": {str(seed): run_distill(
+        _reseeded(distill_cfg, seed), progress=progress, log=log) for seed in cfg.distill_seeds}})
+    c["seeds"] = more["by_seed"]
 
     def voting(stage_dir: Path) -> dict:
         out = {}
@@ -90,10 +95,19 @@ def run_paper_mini(cfg: PaperMiniConfig, progress: bool = True, log: Callable[[s
     machine = f"{platform.machine()}, {_cpu_count()} CPU cores, {platform.system()} (torch CPU, fp32)"
     results = Path(cfg.results)
     write_results(results, machine=machine, model=zero_cfg.model.name, zero_metrics=read_jsonl_records(Path(a["run"]) / "metrics.jsonl"),
-                  a=a, b=b, c=c["summary"], d=d, voting=cfg.voting,
+                  a=a, b=b, c=c["summary"], c_seeds=c["seeds"], d=d, voting=cfg.voting,
                   c_seconds=c["summary"]["total_seconds"])
     atomic_write_text(root / "results.json", json.dumps({"a": a, "b": b, "c": c, "d": d}, indent=2) + "\n")
     return results
+
+
+def _reseeded(cfg: DistillConfig, seed: int) -> DistillConfig:
+    """The same distillation-vs-RL comparison with another seed for every random choice it makes (teacher
+    sampling, SFT sample order, the GRPO baseline's sampling); the task and its held-out split stay put."""
+    cfg = copy.deepcopy(cfg)
+    cfg.output_dir = f"{cfg.output_dir}_seed{seed}"
+    cfg.traces.seed = cfg.sft.seed = cfg.compare_rl.grpo.seed = seed
+    return cfg
 
 
 def _vote(model: str, zero_cfg: ZeroConfig, voting: VotingConfig, output_dir: Path) -> dict:
