@@ -13,18 +13,10 @@ def pipeline(
     overrides: list[str] = typer.Option([], "--set", "-s", help="Any config field, e.g. --set final_rl.grpo.steps=20."),
 ):
     """The R1 recipe: cold-start SFT -> reasoning RL -> rejection sampling -> SFT -> final RL. Rerun to resume."""
-    from r1lab.cli import USER_ERRORS, console, fail
-    from r1lab.config import load_config
     from r1lab.pipeline.config import R1Config
     from r1lab.pipeline.r1 import run_r1
 
-    extra = [f"output_dir={output_dir}"] if output_dir else []
-    try:
-        cfg = load_config(R1Config, recipe, [*extra, *overrides])
-        summary = run_r1(cfg, log=console.log)
-    except USER_ERRORS as err:
-        fail(err)
-    typer.echo(Path(cfg.output_dir, "summary.md").read_text() if summary else "")
+    _run_staged(R1Config, recipe, [f"output_dir={output_dir}"] if output_dir else [], overrides, run_r1)
 
 
 def distill(
@@ -39,17 +31,22 @@ def distill(
     overrides: list[str] = typer.Option([], "--set", "-s", help="Any config field, e.g. --set traces.n=8."),
 ):
     """Distillation: teacher traces -> rejection sampling -> SFT of the student, evaluated before and after."""
-    from r1lab.cli import USER_ERRORS, console, fail
-    from r1lab.config import load_config
     from r1lab.pipeline.config import DistillConfig
     from r1lab.pipeline.distill import run_distill
 
     flags = {"teacher.model": teacher, "teacher.base_url": base_url, "teacher.api_key": api_key, "student": student,
              "task.name": task, "output_dir": output_dir, "compare_with_rl": True if compare_rl else None}
-    extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    _run_staged(DistillConfig, config, [f"{k}={v}" for k, v in flags.items() if v is not None], overrides, run_distill)
+
+
+def _run_staged(cls, recipe: Optional[Path], flags: list[str], overrides: list[str], run) -> None:
+    """Load a staged recipe (flags first, then --set), run it, print its summary table (rank 0 only)."""
+    from r1lab.cli import USER_ERRORS, console, fail
+    from r1lab.config import load_config
+
     try:
-        cfg = load_config(DistillConfig, config, [*extra, *overrides])
-        summary = run_distill(cfg, log=console.log)
+        cfg = load_config(cls, recipe, [*flags, *overrides])
+        summary = run(cfg, log=console.log)
     except USER_ERRORS as err:
         fail(err)
     typer.echo(Path(cfg.output_dir, "summary.md").read_text() if summary else "")

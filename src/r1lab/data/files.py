@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from r1lab.data.base import TaskError
 
@@ -30,3 +31,22 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[tup
             if missing:
                 raise TaskError(f"{path}:{lineno}: missing field(s) {missing}; fields present: {sorted(record)}")
             yield lineno, record
+
+
+def cut_torn_tail(path: Path) -> bytes:
+    """The file's complete lines: bytes after the last newline (a write cut by a kill) are removed from disk."""
+    raw = path.read_bytes()
+    complete = raw.rfind(b"\n") + 1
+    if complete < len(raw):
+        with path.open("r+b") as fh:
+            fh.truncate(complete)
+    return raw[:complete]
+
+
+def append_jsonl(path: Path, records: Iterable[dict]) -> None:
+    """Append records as JSON lines, flushed and fsynced: a logged record is never produced again on resume."""
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())

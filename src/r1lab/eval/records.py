@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from r1lab.data.files import append_jsonl, cut_torn_tail
+
 # The files of one evaluation folder.
 SAMPLES_FILE, SUMMARY_FILE, CONFIG_FILE = "samples.jsonl", "summary.json", "eval_config.json"
 SAMPLE_FIELDS = ("question_id", "sample_index", "completion", "answer", "correct")
@@ -22,14 +24,9 @@ def read_samples(path: Path) -> list[dict]:
     """Every complete record; bytes after the last newline (a torn write) are cut from the file."""
     if not path.is_file():
         return []
-    raw = path.read_bytes()
-    complete = raw.rfind(b"\n") + 1
-    if complete < len(raw):
-        with path.open("r+b") as fh:
-            fh.truncate(complete)
     records = []
     # split on "\n" only: splitlines() would also break at U+2028, which completions may contain
-    for lineno, line in enumerate(raw[:complete].decode("utf-8").split("\n"), 1):
+    for lineno, line in enumerate(cut_torn_tail(path).decode("utf-8").split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -44,7 +41,4 @@ def read_samples(path: Path) -> list[dict]:
 
 
 def append_samples(path: Path, records: Iterable[dict]) -> None:
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
+    append_jsonl(path, records)

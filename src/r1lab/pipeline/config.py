@@ -78,16 +78,24 @@ class RejectionStageConfig(TracesConfig):
 
 
 @dataclass
-class R1Config:
-    """The DeepSeek-R1 recipe: cold start -> reasoning RL -> rejection sampling -> SFT -> final RL."""
+class StagedRunConfig:
+    """What every staged recipe shares: the task and prompt all its stages use, where the stages write,
+    the rollout backend, and the held-out evaluation after each stage (see steps.open_staged_run)."""
 
-    model: str = "smollm2-135m"  # the starting (base) model of stages 1 and 4
     task: TaskConfig = field(default_factory=TaskConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
-    output_dir: str = "runs/r1"
+    output_dir: str = "runs/staged"
     engine: str = "native"
-    threads: int = 0
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
     eval: StageEvalConfig = field(default_factory=StageEvalConfig)
+
+
+@dataclass
+class R1Config(StagedRunConfig):
+    """The DeepSeek-R1 recipe: cold start -> reasoning RL -> rejection sampling -> SFT -> final RL."""
+
+    output_dir: str = "runs/r1"
+    model: str = "smollm2-135m"  # the starting (base) model of stages 1 and 4
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     reasoning_rl: RLStageConfig = field(default_factory=lambda: RLStageConfig(
         rewards={"accuracy": 1.0, "format": 1.0, "language_consistency": 0.5}))
@@ -97,21 +105,16 @@ class R1Config:
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(StagedRunConfig):
     """Distillation: a teacher's correct traces fine-tune a student (SFT only), evaluated before and after.
 
-    With `compare_rl.grpo.steps > 0` the same student is also trained with GRPO for the wall time the
+    With `compare_with_rl` the same student is also trained with GRPO (`compare_rl`) for the wall time the
     distillation took, on the same task and evaluation: the paper's distillation-vs-RL comparison.
     """
 
+    output_dir: str = "runs/distill"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: str = "smollm2-135m"
-    task: TaskConfig = field(default_factory=TaskConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    output_dir: str = "runs/distill"
-    engine: str = "native"
-    threads: int = 0
-    eval: StageEvalConfig = field(default_factory=StageEvalConfig)
     traces: TracesConfig = field(default_factory=TracesConfig)
     sft: SFTTrainConfig = field(default_factory=SFTTrainConfig)
     compare_rl: RLStageConfig = field(default_factory=lambda: RLStageConfig(grpo=GRPOConfig(steps=1)))

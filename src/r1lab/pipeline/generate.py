@@ -9,8 +9,6 @@ and an uninterrupted one write the same file.
 """
 from __future__ import annotations
 
-import json
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Callable, Iterator
 
 from r1lab.config import ConfigError
 from r1lab.data import Row, TaskConfig, TaskError, load_task
-from r1lab.data.files import read_jsonl
+from r1lab.data.files import append_jsonl, cut_torn_tail, read_jsonl
 from r1lab.data.prompts import R1_MATH_SUFFIX, PromptConfig
 from r1lab.pipeline.teachers import EndpointTeacher, LocalTeacher, Teacher, TeacherError, TeacherSample
 from r1lab.rollout import SamplingParams
@@ -103,11 +101,7 @@ def read_done(path: Path, teacher_name: str) -> set[tuple[str, int]]:
     """(id, sample_index) of every complete record; bytes after the last newline (a torn write) are cut."""
     if not path.is_file():
         return set()
-    raw = path.read_bytes()
-    complete = raw.rfind(b"\n") + 1
-    if complete < len(raw):
-        with path.open("r+b") as fh:
-            fh.truncate(complete)
+    cut_torn_tail(path)
     done = set()
     for lineno, record in read_jsonl(path, required=("id", "sample_index", "teacher")):
         if record["teacher"] != teacher_name:
@@ -122,14 +116,6 @@ def trace_record(row: Row, sample_index: int, sample: TeacherSample, teacher: st
             "verifier": row.get("verifier", "math"), "metadata": row.get("metadata", {}),
             "sample_index": sample_index, "completion": sample.completion, "finish_reason": sample.finish_reason,
             "num_tokens": sample.num_tokens, "teacher": teacher}
-
-
-def _append(path: Path, records: list[dict]) -> None:
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())  # a record on disk is never sampled again, so it must really be there
 
 
 @contextmanager
@@ -171,6 +157,6 @@ def generate_traces(cfg: GenerateConfig, teacher: Teacher | None = None, progres
             records = [trace_record(row, j, sample, teacher.name)
                        for row, row_samples in zip(todo, samples) for j, sample in enumerate(row_samples)
                        if (row["id"], j) not in done]
-            _append(path, records)
+            append_jsonl(path, records)
             advance(len(records))
     return path

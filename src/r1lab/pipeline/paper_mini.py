@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from r1lab.config import load_config, to_yaml
+from r1lab.data import load_task
 from r1lab.eval.harness import EvalConfig, run_eval
 from r1lab.models import load_model, load_tokenizer
 from r1lab.pipeline.config import DistillConfig, R1Config
@@ -73,8 +74,6 @@ def run_paper_mini(cfg: PaperMiniConfig, progress: bool = True, log: Callable[[s
 
     def r1_vs_zero(_: Path) -> dict:
         summary = run_r1(r1_cfg, progress=progress, log=log)
-        from r1lab.data import load_task
-
         held_out = load_task(r1_cfg.task).test  # the same questions and budget the R1 stages were scored on
         return {"r1": summary, "zero_eval": evaluate_model(a["model"], held_out, r1_cfg.prompt, r1_cfg.eval,
                                                            r1_cfg.engine)}

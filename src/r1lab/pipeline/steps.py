@@ -17,7 +17,7 @@ from r1lab.data.base import TaskConfig
 from r1lab.data.prompts import PromptConfig
 from r1lab.eval.metrics import wilson_interval
 from r1lab.models import ModelConfig, load_model, load_tokenizer
-from r1lab.pipeline.config import RLStageConfig, StageEvalConfig, TeacherConfig, TracesConfig
+from r1lab.pipeline.config import RLStageConfig, StagedRunConfig, StageEvalConfig, TeacherConfig, TracesConfig
 from r1lab.pipeline.generate import GenerateConfig, generate_traces
 from r1lab.pipeline.rejection import reject_file
 from r1lab.pipeline.stages import Stages
@@ -63,8 +63,8 @@ def evaluate_model(model: str, rows: list[Row], prompt: PromptConfig, cfg: Stage
             "language": found["eval/language"], "length_mean": found["eval/length_mean"]}
 
 
-def open_staged_run(cfg, log: Callable[[str], None]) -> tuple[Stages, Callable[[str], dict]]:
-    """The opening every staged recipe shares (R1Config, DistillConfig): threads, the stage tracker with
+def open_staged_run(cfg: StagedRunConfig, log: Callable[[str], None]) -> tuple[Stages, Callable[[str], dict]]:
+    """The opening every staged recipe shares: threads, the stage tracker with
     rank 0 as the writer, config.yaml, and the evaluator every stage's model goes through."""
     dist.init_from_env()  # under torchrun every rank trains; rank 0 alone samples, evaluates and writes
     if cfg.threads:
