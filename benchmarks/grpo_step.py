@@ -35,6 +35,7 @@ def zero_config(args, prompts: int, group: int, max_new: int, out: str) -> ZeroC
         f"grpo.prompts_per_step={prompts}", f"grpo.group_size={group}", f"grpo.max_new_tokens={max_new}",
         f"grpo.lr={args.lr}", "grpo.beta=0.0", "grpo.mu=1", "grpo.loss_type=grpo", f"grpo.seed={args.seed}",
         f"engine={args.engine}", f"grpo.bf16_autocast={str(args.bf16).lower()}", f"run.output_dir={out}",
+        f"engine_options={{dtype: {'bfloat16' if args.bf16 else 'model'}}}" if args.engine == "native" else "engine_options={}",
         "run.eval_every=0", "run.samples_per_step=0", f"rewards={REWARDS}",
     ])
 
@@ -53,7 +54,7 @@ def run_r1lab(cfg: ZeroConfig, task, steps: int) -> tuple[list[float], list[floa
     return times, rewards
 
 
-def run_trl(cfg: ZeroConfig, task, steps: int, out: str) -> tuple[list[float], list[float]]:
+def run_trl(cfg: ZeroConfig, task, steps: int, out: str, trl_bf16: bool = False) -> tuple[list[float], list[float]]:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer as TRLGRPOTrainer
@@ -87,7 +88,7 @@ def run_trl(cfg: ZeroConfig, task, steps: int, out: str) -> tuple[list[float], l
         num_generations=g.group_size, max_completion_length=g.max_new_tokens, learning_rate=g.lr,
         beta=0.0, num_iterations=1, loss_type="grpo", temperature=g.temperature, top_p=g.top_p,
         scale_rewards="group", logging_steps=1, report_to=[], save_strategy="no", seed=g.seed,
-        use_cpu=True, bf16=False, gradient_accumulation_steps=1, lr_scheduler_type="constant",
+        use_cpu=True, bf16=trl_bf16, gradient_accumulation_steps=1, lr_scheduler_type="constant",
         max_grad_norm=g.max_grad_norm, shuffle_dataset=True, disable_tqdm=True,
     )
     torch.manual_seed(g.seed)
@@ -108,7 +109,9 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", default="native", choices=["native", "hf"])
-    parser.add_argument("--bf16", action="store_true", help="r1lab: bf16 autocast in the training pass")
+    parser.add_argument("--bf16", action="store_true",
+                        help="r1lab: bf16 rollouts (native engine) and bf16 autocast in the training pass")
+    parser.add_argument("--trl-bf16", action="store_true", help="TRL: bf16=True (autocast) instead of fp32")
     parser.add_argument("--skip-trl", action="store_true")
     parser.add_argument("--out", default="/tmp/r1lab-bench-grpo")
     args = parser.parse_args()
@@ -120,12 +123,12 @@ def main():
           f"torch {torch.__version__}; config {args.config}: {prompts} prompts x {group}, <= {max_new} new tokens, "
           f"{args.steps} steps, lr {args.lr}, beta 0, seed {args.seed}")
     ours_t, ours_r = run_r1lab(cfg, task, args.steps)
-    trl_t, trl_r = ([], []) if args.skip_trl else run_trl(cfg, task, args.steps, f"{args.out}/trl")
+    trl_t, trl_r = ([], []) if args.skip_trl else run_trl(cfg, task, args.steps, f"{args.out}/trl", args.trl_bf16)
     # the first step pays one-off costs on both sides; report the rest when there is a rest
     skip = 1 if args.steps > 2 else 0
     rows = [("r1lab (engine=%s%s)" % (args.engine, ", bf16" if args.bf16 else ""), ours_t, ours_r)]
     if trl_t:
-        rows.append(("TRL GRPOTrainer", trl_t, trl_r))
+        rows.append(("TRL GRPOTrainer" + (" (bf16)" if args.trl_bf16 else ""), trl_t, trl_r))
     print(f"\n{'trainer':34s} {'s/step':>8s} {'first':>8s} {'mean reward':>12s} {'last reward':>12s}")
     for name, times, rewards in rows:
         print(f"{name:34s} {mean(times[skip:]):8.1f} {times[0]:8.1f} {mean(rewards):12.3f} {rewards[-1]:12.3f}")

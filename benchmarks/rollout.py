@@ -6,17 +6,23 @@
 Both engines run in this one process, interleaved per batch size (HF, ours, HF, ours ...), on the
 same chat prompts, sampling at temperature 1 without log-probs (as the GRPO trainer asks;
 --logprobs turns them on) and EOS ignored, so both produce exactly batch * new_tokens tokens.
-Reported tokens/s is end to end (prefill included), best of --reps. The int8 column is
-NativeEngine(quantize="int8"): faster, not exact. It also checks that greedy fp32 output matches
-transformers token for token.
+Reported tokens/s is end to end (prefill included), best of --reps. "native" is the engine as
+r1lab's trainers, evaluation and server build it (`make_engine("native")`: fp32, weights
+prepacked for oneDNN where torch has it, same numbers as the model). Every speed-up is against
+transformers `generate` in fp32, the model's own dtype. The bf16 column is NativeEngine(dtype=
+bfloat16), timed where this CPU runs bf16 GEMMs faster (AVX-512 BF16 / AMX; --bf16 yes|no forces
+it); --hf-bf16 adds transformers `generate` on a bf16 copy as a second baseline. The int8 column
+is NativeEngine(quantize="int8"): faster on AVX2, not exact. It also checks that greedy fp32
+output matches transformers token for token.
 
-Roofline: the best 1024^3 GEMM GFLOP/s sampled during the run (fp32 and bf16, whichever is
-higher; fp32 is re-sampled after every batch size because a shared machine makes single samples
-noisy) divided by 2 * (linear-layer params incl. LM head) FLOPs per token, at the thread count used.
+Roofline: the best 1024^3 GEMM GFLOP/s sampled during the run in the engine's dtype (fp32 is
+re-sampled after every batch size because a shared machine makes single samples noisy) divided by
+2 * (linear-layer params incl. LM head) FLOPs per token, at the thread count used.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import sys
@@ -25,8 +31,10 @@ import time
 import torch
 
 from r1lab.models import load_model, load_tokenizer
+from r1lab.precision import bf16_is_faster
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engine import NativeEngine
+from r1lab.rollout.factory import make_engine
 from r1lab.rollout.hf import HFEngine
 
 QUESTIONS = [
@@ -72,18 +80,20 @@ class IgnoreEOS:
     """Every engine generates exactly n tokens, so token counts are equal: HF suppresses EOS via
     min_new_tokens (one cheap logits processor), native engines get an empty EOS set."""
 
-    def __init__(self, model, natives: list[NativeEngine], n: int):
-        self.model, self.natives, self.n = model, natives, n
+    def __init__(self, hf_models: list, natives: list[NativeEngine], n: int):
+        self.models, self.natives, self.n = hf_models, natives, n
 
     def __enter__(self):
-        self.saved = (self.model.generation_config.min_new_tokens, [e.eos_ids for e in self.natives])
-        self.model.generation_config.min_new_tokens = self.n
+        self.saved = ([m.generation_config.min_new_tokens for m in self.models], [e.eos_ids for e in self.natives])
+        for model in self.models:
+            model.generation_config.min_new_tokens = self.n
         for engine in self.natives:
             engine.eos_ids = set()
 
     def __exit__(self, *exc):
-        self.model.generation_config.min_new_tokens, eos = self.saved
-        for engine, ids in zip(self.natives, eos):
+        for model, n in zip(self.models, self.saved[0]):
+            model.generation_config.min_new_tokens = n
+        for engine, ids in zip(self.natives, self.saved[1]):
             engine.eos_ids = ids
 
 
@@ -110,7 +120,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--bf16", action="store_true", help="also time NativeEngine(dtype=torch.bfloat16)")
+    parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
+                        help="time NativeEngine(dtype=bfloat16) too (auto: where bf16 GEMMs are faster here)")
+    parser.add_argument("--hf-bf16", action="store_true", help="also time transformers generate on a bf16 copy")
     parser.add_argument("--no-int8", action="store_true", help="skip NativeEngine(quantize='int8')")
     parser.add_argument("--group", type=int, default=1,
                         help="copies of each prompt (GRPO samples a group per prompt; 1 = all distinct)")
@@ -121,10 +133,13 @@ def main() -> None:
 
     model = load_model(args.model).eval()
     tokenizer = load_tokenizer(args.model)
-    native = NativeEngine(model, tokenizer)
-    native_bf16 = NativeEngine(model, tokenizer, dtype=torch.bfloat16) if args.bf16 else None
+    native = make_engine("native", model, tokenizer)  # as r1lab's trainers, eval and server build it (prepacked)
+    with_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and bf16_is_faster())
+    native_bf16 = make_engine("native", model, tokenizer, dtype=torch.bfloat16) if with_bf16 else None
     native_int8 = None if args.no_int8 else NativeEngine(model, tokenizer, quantize="int8")
     hf = HFEngine(model, tokenizer)
+    hf_models = [model] + ([copy.deepcopy(model).to(torch.bfloat16)] if args.hf_bf16 else [])
+    hf_bf16 = HFEngine(hf_models[1], tokenizer) if args.hf_bf16 else None
     # On a shared machine one short GEMM sample can land in a busy moment: the peak is the best
     # sample over the whole run (re-measured after every batch size), and the table is printed last.
     peak = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
@@ -133,20 +148,23 @@ def main() -> None:
     check = None if args.skip_check else greedy_check(model, tokenizer, native)
 
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=1.0, logprobs=args.logprobs)
-    header = f"{'batch':>5} | {'prompt tok':>10} | {'HF generate tok/s':>17} | {'native tok/s':>12} | {'speedup':>7} | {'% roofline':>10}"
-    if native_int8:
-        header += f" | {'native int8 tok/s':>17} | {'speedup':>7}"
-    if native_bf16:
-        header += f" | {'native bf16 tok/s':>17}"
+    # Every speed-up is against transformers generate in fp32 (the model's dtype: what users run).
+    columns = [("hf_bf16", "HF gen bf16 tok/s"), ("native", "native tok/s"), ("bf16", "native bf16 tok/s"),
+               ("int8", "native int8 tok/s")]
+    header = f"{'batch':>5} | {'prompt tok':>10} | {'HF generate tok/s':>17}"
+    for name, title in columns:
+        if name in ("hf_bf16", "bf16", "int8") and {"hf_bf16": hf_bf16, "bf16": native_bf16, "int8": native_int8}[name] is None:
+            continue
+        header += f" | {title:>17} | {'speedup':>7}" + (f" | {'% roofline':>10}" if name in ("native", "bf16") else "")
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
         distinct = chat_prompts(tokenizer, max(1, batch // args.group))
         prompts = [p for p in distinct for _ in range(args.group)][:batch]
         seeds = list(range(batch))
-        engines = {"hf": hf, "native": native, "int8": native_int8, "bf16": native_bf16}
+        engines = {"hf": hf, "hf_bf16": hf_bf16, "native": native, "bf16": native_bf16, "int8": native_int8}
         engines = {name: e for name, e in engines.items() if e is not None}
         best = {name: float("inf") for name in engines}
-        with IgnoreEOS(model, [e for name, e in engines.items() if name != "hf"], args.new_tokens):
+        with IgnoreEOS(hf_models, [e for e in engines.values() if isinstance(e, NativeEngine)], args.new_tokens):
             for _ in range(args.reps):
                 for name, engine in engines.items():
                     seconds, out = timed(engine, prompts, params, seeds)
@@ -158,11 +176,12 @@ def main() -> None:
               file=sys.stderr, flush=True)
         peak["fp32"] = max(peak["fp32"], gemm_peak(torch.float32))
 
-    roof = max(peak.values()) * 1e9 / flops_per_token
+    roof = {dtype: gflops * 1e9 / flops_per_token for dtype, gflops in peak.items()}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
           f"{args.threads}, load avg {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print(f"GEMM peak (1024^3, best sample over the run): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} "
-          f"GFLOP/s; {flops_per_token / 1e6:.0f} MFLOP/token -> roofline {roof:.0f} tok/s")
+          f"GFLOP/s; {flops_per_token / 1e6:.0f} MFLOP/token -> roofline fp32 {roof['fp32']:.0f} tok/s, "
+          f"bf16 {roof['bf16']:.0f} tok/s (each engine's % roofline uses its own dtype's)")
     if check:
         print(check)
     print(f"\nsampling T=1, logprobs={args.logprobs}, {args.new_tokens} new tokens per row (EOS ignored), "
@@ -171,12 +190,12 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for batch, prompt_tokens, rate in rows:
-        line = (f"{batch:>5} | {prompt_tokens:>10} | {rate['hf']:>17.1f} | {rate['native']:>12.1f} | "
-                f"{rate['native'] / rate['hf']:>6.2f}x | {100 * rate['native'] / roof:>9.1f}%")
-        if "int8" in rate:
-            line += f" | {rate['int8']:>17.1f} | {rate['int8'] / rate['hf']:>6.2f}x"
-        if "bf16" in rate:
-            line += f" | {rate['bf16']:>17.1f}"
+        line = f"{batch:>5} | {prompt_tokens:>10} | {rate['hf']:>17.1f}"
+        for name, _ in columns:
+            if name in rate:
+                line += f" | {rate[name]:>17.1f} | {rate[name] / rate['hf']:>6.2f}x"
+                if name in ("native", "bf16"):
+                    line += f" | {100 * rate[name] / roof['bf16' if name == 'bf16' else 'fp32']:>9.1f}%"
         print(line)
 
 

@@ -7,6 +7,7 @@ from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engine import MIN_SHARED_PREFIX, NativeEngine, common_prefix_len
 from r1lab.rollout.finish import finish_completion
 from r1lab.rollout.hf import HFEngine
+from r1lab.rollout.linear import DenseLinear, PackedLinear, SplitLinear
 from r1lab.rollout.llama_forward import UnsupportedModelError
 from r1lab.rollout.sampling import filter_top_k, filter_top_p, sample_rows
 from r1lab.rollout.scheduler import Row
@@ -26,8 +27,9 @@ def encode(tokenizer, texts=TEXTS):
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
+@pytest.mark.parametrize("prepack", [False, True])
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_greedy_matches_transformers_generate_token_for_token(family, tokenizer):
+def test_greedy_matches_transformers_generate_token_for_token(family, prepack, tokenizer):
     model = varied_model(family, tokenizer)
     if family == "qwen2":  # random init leaves q/k/v biases at zero; make them matter
         with torch.no_grad():
@@ -35,7 +37,10 @@ def test_greedy_matches_transformers_generate_token_for_token(family, tokenizer)
                 layer.self_attn.q_proj.bias.normal_(0, 0.5)
                 layer.self_attn.k_proj.bias.normal_(0, 0.5)
     prompts = encode(tokenizer)
-    ours = NativeEngine(model, tokenizer).generate(prompts, GREEDY)
+    engine = NativeEngine(model, tokenizer, prepack=prepack)  # prepack: a oneDNN-blocked fp32 copy, same numbers
+    assert engine.forward.prepack == prepack
+    assert (engine.forward.weights().layers[0].qkv.sizes is not None) == prepack  # a copy: q/k/v fused
+    ours = engine.generate(prompts, GREEDY)
     theirs = HFEngine(model, tokenizer).generate(prompts, GREEDY)
     assert len({c.token_ids[5] for c in ours}) > 1, "outputs should differ between prompts"
     for a, b in zip(ours, theirs):
@@ -145,9 +150,11 @@ def test_engine_sees_in_place_weight_updates(model, tokenizer):
     assert [c.token_ids for c in after] != [c.token_ids for c in before]
 
 
-def test_bf16_copy_needs_refresh(model, tokenizer):
+@pytest.mark.parametrize("options", [{"dtype": torch.bfloat16}, {"prepack": True}], ids=["bf16", "prepacked-fp32"])
+def test_a_weight_copy_needs_refresh(model, tokenizer, options):
     prompts = encode(tokenizer)
-    engine = NativeEngine(model, tokenizer, dtype=torch.bfloat16)
+    engine = NativeEngine(model, tokenizer, **options)
+    assert engine.forward.copies_weights
     before = engine.generate(prompts, GREEDY)
     with torch.no_grad():
         for p in model.parameters():
@@ -155,6 +162,87 @@ def test_bf16_copy_needs_refresh(model, tokenizer):
     assert [c.token_ids for c in engine.generate(prompts, GREEDY)] == [c.token_ids for c in before]
     engine.refresh_weights()
     assert [c.token_ids for c in engine.generate(prompts, GREEDY)] != [c.token_ids for c in before]
+
+
+def plain_logprobs(model, prompt, tokens, temperature=1.0) -> torch.Tensor:
+    """Log-probs of `tokens` after `prompt` under a plain fp32 forward of the HF model."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + tokens])).logits[0, len(prompt) - 1 : -1]  # (T, V)
+    return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, torch.tensor(tokens)[:, None]).squeeze(-1)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_bf16_compute_stays_close_to_the_fp32_model(family, tokenizer):
+    """bf16 weights (q/k/v and gate/up fused into one matmul each) with an fp32 KV cache: the
+    sampled tokens' log-probs track the fp32 model's. A wrong fusion order, a dropped bias or a
+    broken cache would put them far off (the control below shows how far)."""
+    model = varied_model(family, tokenizer)
+    if family == "qwen2":
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.q_proj.bias.normal_(0, 0.5)
+                layer.self_attn.v_proj.bias.normal_(0, 0.5)
+    engine = NativeEngine(model, tokenizer, dtype="bfloat16")
+    assert engine.forward.dtype == torch.bfloat16 and engine.forward.cache_dtype == torch.float32
+    assert engine.forward.weights().layers[0].qkv.fused is not None
+    prompts = encode(tokenizer) + encode(tokenizer, SHARED)
+    params = SamplingParams(max_new_tokens=16, temperature=1.0, logprobs=True)
+    completions = engine.generate(prompts, params, seeds=list(range(len(prompts))))
+    errors = torch.cat([torch.tensor(c.logprobs) - plain_logprobs(model, p, c.token_ids)
+                        for p, c in zip(prompts, completions)]).abs()
+    assert errors.mean() < 0.05 and errors.max() < 0.5
+    with torch.no_grad():  # control: the same comparison against a perturbed model is far off
+        other = varied_model(family, tokenizer)
+        for p in other.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    control = torch.cat([torch.tensor(c.logprobs) - plain_logprobs(other, p, c.token_ids)
+                         for p, c in zip(prompts, completions)]).abs()
+    assert control.mean() > 5 * errors.mean()
+
+
+def test_split_linear_fused_equals_separate_matmuls():
+    parts = [DenseLinear(torch.randn(6, 4), torch.randn(6)), DenseLinear(torch.randn(3, 4), None),
+             DenseLinear(torch.randn(5, 4), torch.randn(5))]
+    x = torch.randn(2, 7, 4)
+    weight, bias = SplitLinear.concatenate([(p.weight, p.bias) for p in parts])
+    fused = SplitLinear.fused(DenseLinear(weight, bias), [6, 3, 5])(x)
+    separate = SplitLinear(parts)(x)
+    packed = SplitLinear.fused(PackedLinear(weight, bias), [6, 3, 5])(x)  # oneDNN-blocked copy
+    for a, b in zip(packed, separate):
+        torch.testing.assert_close(a, b)
+    assert [t.shape for t in fused] == [(2, 7, 6), (2, 7, 3), (2, 7, 5)]
+    for a, b in zip(fused, separate):
+        torch.testing.assert_close(a, b)
+
+
+def test_auto_dtype_follows_the_measured_bf16_speed(model, tokenizer, monkeypatch):
+    import r1lab.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 4.0)  # an AVX-512 BF16 / AMX CPU
+    assert NativeEngine(model, tokenizer, dtype="auto").forward.dtype == torch.bfloat16
+    assert precision.use_bf16_autocast("auto") is True
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 0.02)  # AVX2 only: bf16 is emulated
+    engine = NativeEngine(model, tokenizer, dtype="auto")
+    assert engine.forward.dtype == torch.float32 and not engine.forward.copies_weights
+    assert precision.use_bf16_autocast("auto") is False
+    assert NativeEngine(model, tokenizer, dtype="auto", quantize="int8").forward.quantize == "int8"
+    assert precision.resolve_dtype("model", torch.float32) == torch.float32
+    assert precision.resolve_dtype("float16", torch.float32) == torch.float16
+    with pytest.raises(ValueError, match="dtype must be one of auto"):
+        NativeEngine(model, tokenizer, dtype="fp8")
+    with pytest.raises(ValueError, match="prepack=True needs dense weights"):
+        NativeEngine(model, tokenizer, quantize="int8", prepack=True)
+    with pytest.raises(ValueError, match="bf16_autocast must be true, false or auto"):
+        precision.use_bf16_autocast("yes")
+
+
+def test_bf16_autocast_auto_is_a_valid_config_value():
+    from r1lab.config import from_dict
+    from r1lab.rl.config import ZeroConfig
+
+    assert from_dict(ZeroConfig, {"grpo": {"bf16_autocast": "auto"}}).grpo.bf16_autocast == "auto"
+    with pytest.raises(Exception, match="bf16_autocast"):
+        from_dict(ZeroConfig, {"grpo": {"bf16_autocast": "sometimes"}})
 
 
 def test_int8_stays_close_to_fp32_and_needs_refresh(model, tokenizer):

@@ -38,3 +38,21 @@ def test_smollm2_alias_converts_once_to_plain_safetensors(tmp_path, monkeypatch)
     assert model.dtype == torch.float32
     assert getattr(model.config, "quantization_config", None) is None
     assert resolve_model_path("smollm2-135m") == path  # second call: no new conversion
+
+
+def test_a_second_writer_of_the_same_cache_entry_keeps_the_first_copy(tmp_path):
+    """Two ranks converting one alias at once: the loser's rename fails on the finished directory,
+    which must count as success (it is complete: it too arrived by rename)."""
+    from r1lab.models import _save_atomically, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_model("llama", vocab_size=len(tokenizer))
+    target = tmp_path / "models" / "tiny"
+    _save_atomically(model, tokenizer, target)
+    _save_atomically(model, tokenizer, target)  # the second writer
+    assert load_model(str(target)).config.model_type == "llama"
+    assert [p.name for p in target.parent.iterdir()] == ["tiny"]  # no temporary directory left behind
+    with pytest.raises(OSError):  # a target that is not a finished checkpoint is still an error
+        (tmp_path / "models" / "broken").mkdir()
+        (tmp_path / "models" / "broken" / "junk").write_text("x")
+        _save_atomically(model, tokenizer, tmp_path / "models" / "broken")

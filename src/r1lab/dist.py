@@ -119,10 +119,27 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+class Rank0Error(RuntimeError):
+    """Raised on the other ranks when the work rank 0 did for everyone failed."""
+
+
 def on_rank0(fn: Callable[[], Any]) -> Any:
-    """Run `fn` on rank 0 only (sampling into a file, an evaluation) and hand its result to every rank."""
-    result = fn() if rank() == 0 else None
-    return broadcast_object(result)
+    """Run `fn` on rank 0 only (sampling into a file, an evaluation) and hand its result to every rank.
+    If it raises, rank 0 re-raises and every other rank raises Rank0Error, instead of waiting forever."""
+    if not is_distributed():
+        return fn()
+    result, failure = None, None
+    if rank() == 0:
+        try:
+            result = fn()
+        except Exception as err:
+            failure = err
+    result, message = broadcast_object((result, None if failure is None else f"{type(failure).__name__}: {failure}"))
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise Rank0Error(f"rank 0 failed: {message}")
+    return result
 
 
 # ---------------------------------------------------------------- the training model

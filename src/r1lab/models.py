@@ -59,7 +59,13 @@ def _save_atomically(model, tokenizer, target: Path) -> None:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)  # atomic: a half-written cache never looks finished
+        try:
+            os.replace(tmp, target)  # atomic: a half-written cache never looks finished
+        except OSError:
+            # Another process (a second rank under torchrun) converted the same alias first; its copy is
+            # complete, since it too arrived by rename. Anything else is a real error.
+            if not (target / "config.json").is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

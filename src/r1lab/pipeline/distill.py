@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from r1lab import dist
 from r1lab.pipeline.config import DistillConfig
 from r1lab.pipeline.steps import open_staged_run, run_rl, run_sft, sample_and_filter
 from r1lab.pipeline.summary import write_summary
@@ -43,7 +44,9 @@ def run_distill(cfg: DistillConfig, progress: bool = True, log: Callable[[str], 
         return {"model": model, "train_seconds": time.perf_counter() - started, "eval": evaluate(model)}
 
     distilled = stages.run("3_sft", sft)
-    distill_seconds = sft_set["seconds"] + distilled["train_seconds"]
+    # rank 0's clock: each rank timed the stages itself, and ranks with different budgets would stop GRPO on
+    # different steps (a hang in the next collective)
+    distill_seconds = dist.broadcast_object(sft_set["seconds"] + distilled["train_seconds"])
     records.append({**distilled, "stage": "3_sft (distilled student)", "cost_seconds": distill_seconds})
 
     if cfg.compare_with_rl:

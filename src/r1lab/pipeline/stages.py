@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from r1lab import dist
 from r1lab.runs.rundir import atomic_write_text
 
 RECORD = "stage.json"
@@ -34,7 +35,7 @@ class Stages:
 
     def run(self, name: str, body: Callable[[Path], dict]) -> dict:
         """Run `body(stage_dir)` unless the stage finished before; returns its record (body's dict + seconds)."""
-        done = self.record(name)
+        done = dist.on_rank0(lambda: self.record(name))  # one decision for all ranks: rank 0 writes the records
         if done is not None:
             self.log(f"stage {name}: done before ({done['seconds']:.0f} s), skipped")
             return done

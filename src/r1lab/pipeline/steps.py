@@ -37,6 +37,12 @@ class StageError(RuntimeError):
 
 
 def final_checkpoint(run_root: Path) -> str:
+    """The run's last checkpoint, as rank 0 (which wrote it) sees it, on every rank: the SFT trainer does not wait
+    for rank 0's last save, so another rank looking itself could find none yet, or the one before."""
+    return dist.on_rank0(lambda: _final_checkpoint(run_root))
+
+
+def _final_checkpoint(run_root: Path) -> str:
     checkpoint = RunDir(run_root, rank=1).latest_checkpoint()  # rank 1: read-only view, creates nothing
     if checkpoint is None:
         raise StageError(f"{run_root}: the run finished without a checkpoint")
@@ -143,7 +149,12 @@ def append_files(target: Path, extra: list[str]) -> int:
 
 
 def copy_into(stage_dir: Path, data: str) -> Path:
-    """A stage keeps its own copy of a user-given data file, so the run stays reproducible if the file changes."""
+    """A stage keeps its own copy of a user-given data file, so the run stays reproducible if the file changes.
+    Rank 0 copies; the other ranks wait for the copy (they read it next)."""
+    return dist.on_rank0(lambda: _copy_into(stage_dir, data))
+
+
+def _copy_into(stage_dir: Path, data: str) -> Path:
     source = Path(data)
     if not source.is_file():
         raise FileNotFoundError(f"cold_start.data: {source} not found")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from r1lab.data.base import TaskConfig
 from r1lab.data.prompts import PromptConfig
@@ -33,7 +33,8 @@ class GRPOConfig:
     mask_truncated: bool = False  # DAPO overlong masking: completions cut by max_new_tokens get no gradient
     micro_batch_size: int = 16  # sequences per forward/backward; gradients accumulate to the full batch
     share_prompt_forward: bool = True  # run each prompt once per group and fan its KV cache out to the G samples
-    bf16_autocast: bool = False  # autocast the training forward to bf16 (weights and optimizer stay fp32)
+    # autocast the training forward to bf16 (weights and optimizer stay fp32); auto: where bf16 is faster here
+    bf16_autocast: bool | Literal["auto"] = False
     seed: int = 0
 
     def __post_init__(self):

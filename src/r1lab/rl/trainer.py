@@ -28,6 +28,7 @@ from r1lab.rl.config import ZeroConfig
 from r1lab.rl.grpo import LossNormalizers, group_advantages, policy_loss
 from r1lab.rl.heldout import heldout_records, summarize_heldout
 from r1lab.rollout import SamplingParams
+from r1lab.precision import use_bf16_autocast
 from r1lab.rollout.factory import make_engine
 from r1lab.runs import RunDir, plot_metrics, rng_state, set_rng_state
 
@@ -95,6 +96,7 @@ class GRPOTrainer:
         self.train_rows, self.test_rows = task_rows, test_rows
         g = cfg.grpo
         self.device = dist.device()
+        self.bf16_autocast = use_bf16_autocast(g.bf16_autocast, self.device)
         # Sampling, evaluation and checkpoints read a plain model with full weights: the policy itself (DDP
         # shares its parameters), or under FSDP a replica refreshed after every optimizer step.
         self.replica = copy.deepcopy(policy.model) if cfg.fsdp and dist.is_distributed() else None
@@ -188,7 +190,7 @@ class GRPOTrainer:
         filler = self._filler_batch(score)
         adv = advantages[counted].to(self.device)
         model = self.train_model
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=g.bf16_autocast)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16_autocast)
 
         old_logps = ref_logps = None
         if g.mu > 1:  # pi_old = the sampling policy, frozen before the first update

@@ -44,20 +44,25 @@ class NativeEngine:
         `generate` call), so in-place updates by a trainer are seen with no re-sync (unless
         `dtype` or `quantize` forces a copy).
     tokenizer: used for EOS ids, stop strings and decoding the completion text.
-    dtype: compute dtype. None = the model's dtype, sharing its tensors. A different dtype (e.g.
-        torch.bfloat16 for an fp32 policy) keeps a converted copy: call `refresh_weights()` after
-        each optimizer step. On AVX2-only CPUs bf16 is slower (docs/rollout.md); the default is right.
+    dtype: compute dtype. None = the model's dtype, sharing its tensors (exact). A different dtype
+        (torch.bfloat16 or "bfloat16" for an fp32 policy) keeps a converted copy: call
+        `refresh_weights()` after each optimizer step. "auto" = bf16 where this CPU runs bf16 GEMMs
+        faster (AVX-512 BF16 / AMX: ~2.5x faster rollouts), else the model's dtype (AVX2-only CPUs
+        emulate bf16 and would be far slower); see r1lab.precision and docs/rollout.md.
     max_batch_size: sequences decoded together; more prompts than this are admitted as others finish.
     quantize: None (default, exact) or "int8": an int8 copy of every Linear (fbgemm), ~2x faster
         decode on AVX2 CPUs but sampling from a slightly perturbed policy; needs `refresh_weights()`.
+    prepack: keep weights in oneDNN's blocked layout (rollout/linear.py). None = whenever a copy is
+        made anyway (a cast dtype); True = a prepacked copy in the model's dtype too (same numbers,
+        faster, needs `refresh_weights()`).
     """
 
-    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None, max_batch_size: int = 64,
-                 quantize: str | None = None):
+    def __init__(self, model, tokenizer, dtype: torch.dtype | str | None = None, max_batch_size: int = 64,
+                 quantize: str | None = None, prepack: bool | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.model, self.tokenizer, self.max_batch_size = model, tokenizer, max_batch_size
-        self.forward = LlamaFamilyForward(model, dtype=dtype, quantize=quantize)
+        self.forward = LlamaFamilyForward(model, dtype=dtype, quantize=quantize, prepack=prepack)
         self.eos_ids = eos_ids_of(tokenizer, model)
 
     @property

@@ -28,8 +28,8 @@ class KVCache:
         until the decode step overwrites them with real tokens.
         """
         end = start + k.shape[2]
-        self.k[layer][slots, :, start:end] = k[rows]
-        self.v[layer][slots, :, start:end] = v[rows]
+        self.k[layer][slots, :, start:end] = k[rows].to(self.k[layer].dtype)
+        self.v[layer][slots, :, start:end] = v[rows].to(self.v[layer].dtype)
 
     def grown(self, num_slots: int, max_len: int) -> KVCache:
         """A cache of num_slots x max_len (each at least this one's) holding this one's contents."""

@@ -1,4 +1,10 @@
-"""The two ways the native engine applies a Linear layer: dense (shared or cast weights) or int8.
+"""The ways the native engine applies a Linear layer: dense (the model's own tensors), prepacked
+(a oneDNN-blocked copy), or int8.
+
+A plain bf16/fp32 matmul on CPU re-packs the weight into oneDNN's blocked layout on every call;
+at decode batch sizes that costs as much as the multiply (measured: 30 layers of SmolLM2's
+linears 19.3 ms plain vs 12.4 ms prepacked in bf16, LM head 5.1 vs 2.7 ms; identical results).
+So whenever the engine keeps a copy of the weights anyway, it keeps them prepacked.
 
 Int8 (fbgemm dynamic quantization: int8 weights per output channel, activations quantized per
 call) runs 2-4x faster than fp32 on AVX2 CPUs without bf16 units, but it samples from a slightly
@@ -24,6 +30,27 @@ class DenseLinear:
         return F.linear(x, self.weight, self.bias)
 
 
+def can_prepack(device: torch.device) -> bool:
+    """oneDNN prepacking (torch's own CPU inference path) exists in this build and applies to `device`."""
+    ops = torch.ops.mkldnn
+    return (device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise"))
+
+
+class PackedLinear:
+    """A copy of (weight, bias) in oneDNN's blocked layout; it does not follow later changes to the model."""
+
+    __slots__ = ("packed", "bias", "out_features")
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, batch_hint: int = 32):
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), batch_hint)
+        self.bias = None if bias is None else bias.detach().contiguous()
+        self.out_features = weight.shape[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
 class Int8Linear:
     """A quantized copy of (weight, bias); it does not follow later changes to the model."""
 
@@ -45,3 +72,34 @@ class Int8Linear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # reduce_range: 7-bit activations, so AVX2's int16 pair sums cannot saturate.
         return torch.ops.quantized.linear_dynamic(x, self.packed, True)
+
+
+class SplitLinear:
+    """Several Linears reading the same input (q/k/v, gate/up), returned as a tuple.
+
+    With a copy of the weights, one concatenated matmul does them all: fewer, larger GEMMs run
+    faster at decode-sized batches (measured 10% per layer in bf16). On the model's own tensors
+    each part stays a separate matmul, as concatenating would copy them on every call.
+    """
+
+    __slots__ = ("parts", "sizes")
+
+    def __init__(self, parts: list, sizes: list[int] | None = None):
+        self.parts, self.sizes = parts, sizes  # sizes set: parts[0] is one fused Linear
+
+    @staticmethod
+    def concatenate(pairs: list[tuple[torch.Tensor, torch.Tensor | None]]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One (weight, bias) from several; a missing bias among present ones becomes zeros."""
+        bias = None
+        if any(b is not None for _, b in pairs):
+            bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for w, b in pairs])
+        return torch.cat([w for w, _ in pairs]), bias
+
+    @classmethod
+    def fused(cls, linear, sizes: list[int]) -> SplitLinear:
+        return cls([linear], sizes)
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.sizes is not None:
+            return self.parts[0](x).split(self.sizes, dim=-1)
+        return tuple(part(x) for part in self.parts)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from r1lab.precision import resolve_dtype
 from r1lab.rollout.kv_cache import KVCache
-from r1lab.rollout.linear import DenseLinear, Int8Linear
+from r1lab.rollout.linear import DenseLinear, Int8Linear, PackedLinear, SplitLinear, can_prepack
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral")
 # RoPE variants whose frequencies depend on the current sequence length: the precomputed table would be wrong.
@@ -28,19 +29,16 @@ class UnsupportedModelError(ValueError):
     pass
 
 
-Linear = DenseLinear | Int8Linear
+Linear = DenseLinear | PackedLinear | Int8Linear
 
 
 @dataclass
 class LayerWeights:
     input_norm: torch.Tensor  # (C,)
-    q: Linear  # C -> H * D
-    k: Linear  # C -> Hkv * D
-    v: Linear  # C -> Hkv * D
+    qkv: SplitLinear  # C -> (H * D, Hkv * D, Hkv * D)
     o: Linear  # H * D -> C
     post_norm: torch.Tensor  # (C,)
-    gate: Linear  # C -> I
-    up: Linear  # C -> I
+    gate_up: SplitLinear  # C -> (I, I)
     down: Linear  # I -> C
 
 
@@ -134,12 +132,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class LlamaFamilyForward:
     """Prefill and single-token decode over a KVCache for Llama / Qwen2 / Mistral decoders.
 
-    dtype: compute dtype. None (default) computes in the model's own dtype on its own tensors.
-    Any other dtype, or quantize="int8", keeps a converted copy of the weights; call
+    dtype: compute dtype (see r1lab.precision.resolve_dtype: a dtype, its name, "auto").
+    None (default) computes in the model's own dtype on its own tensors.
+    Any other dtype, quantize="int8" or prepack=True keeps a converted copy of the weights; call
     `refresh_weights()` after the model changes, or the engine keeps sampling from old weights.
+    prepack: keep the copy in oneDNN's blocked layout (linear.py). None (default): whenever a
+    dense copy is made anyway. True: make a prepacked copy even in the model's own dtype.
     """
 
-    def __init__(self, model, dtype: torch.dtype | None = None, quantize: str | None = None):
+    def __init__(self, model, dtype: torch.dtype | str | None = None, quantize: str | None = None,
+                 prepack: bool | None = None):
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         self.model = model  # what the caller holds (maybe a peft wrapper): parameters are read through it
@@ -154,12 +156,23 @@ class LlamaFamilyForward:
         self.max_positions = int(config.max_position_embeddings)
         self.sliding_window = sliding_window_of(config)
         self.model_dtype = next(model.parameters()).dtype
-        self.dtype = dtype or self.model_dtype
         self.device = next(model.parameters()).device
+        if quantize and dtype == "auto":
+            dtype = None  # int8 computes its activations in float32
+        self.dtype = resolve_dtype(dtype, self.model_dtype, self.device)
         if quantize and self.dtype != torch.float32:
             raise ValueError("quantize='int8' computes activations in float32; leave dtype unset")
         self.quantize = quantize
-        self.copies_weights = self.dtype != self.model_dtype or quantize is not None
+        if prepack and (quantize or not can_prepack(self.device)):
+            raise ValueError("prepack=True needs dense weights on a CPU torch build with oneDNN (mkldnn)")
+        self.copies_weights = self.dtype != self.model_dtype or quantize is not None or bool(prepack)
+        self.prepack = (self.copies_weights and quantize is None and can_prepack(self.device)
+                        if prepack is None else prepack)
+        # Reduced-precision compute on CPU keeps K/V in fp32: decode attention then runs as fp32
+        # batched matmuls straight on strided cache slices (a bf16 bmm copies strided operands
+        # first: 3.6x slower, measured), and the scores lose nothing to rounding.
+        reduced = self.dtype in (torch.bfloat16, torch.float16) and self.device.type == "cpu"
+        self.cache_dtype = torch.float32 if reduced else self.dtype
         self._weights_copy: ModelWeights | None = None
         if self.copies_weights:
             self.refresh_weights()
@@ -170,11 +183,21 @@ class LlamaFamilyForward:
             # A copy is a snapshot as a whole: norms and embeddings must not follow the model either.
             return None if t is None else t.detach().to(self.dtype, copy=self.copies_weights)
 
-        def linear(module) -> Linear:
-            weight, bias = linear_weights(module)
+        def make(weight, bias) -> Linear:
             if self.quantize == "int8":
                 return Int8Linear(weight, bias)
+            if self.prepack:
+                return PackedLinear(cast(weight), cast(bias))
             return DenseLinear(cast(weight), cast(bias))
+
+        def linear(module) -> Linear:
+            return make(*linear_weights(module))
+
+        def split(*modules) -> SplitLinear:
+            pairs = [linear_weights(m) for m in modules]
+            if self.copies_weights and self.quantize is None:  # a copy anyway: one fused matmul
+                return SplitLinear.fused(make(*SplitLinear.concatenate(pairs)), [w.shape[0] for w, _ in pairs])
+            return SplitLinear([make(w, b) for w, b in pairs])
 
         base = self.hf.model
         layers = []
@@ -182,15 +205,15 @@ class LlamaFamilyForward:
             attn, mlp = layer.self_attn, layer.mlp
             layers.append(LayerWeights(
                 input_norm=cast(layer.input_layernorm.weight),
-                q=linear(attn.q_proj), k=linear(attn.k_proj), v=linear(attn.v_proj), o=linear(attn.o_proj),
+                qkv=split(attn.q_proj, attn.k_proj, attn.v_proj), o=linear(attn.o_proj),
                 post_norm=cast(layer.post_attention_layernorm.weight),
-                gate=linear(mlp.gate_proj), up=linear(mlp.up_proj), down=linear(mlp.down_proj),
+                gate_up=split(mlp.gate_proj, mlp.up_proj), down=linear(mlp.down_proj),
             ))
         if hasattr(base.embed_tokens, "base_layer"):
             raise UnsupportedModelError("NativeEngine cannot read adapters on embed_tokens")
         embed = cast(base.embed_tokens.weight)
         head = self.hf.get_output_embeddings()
-        if head.weight is base.embed_tokens.weight and self.quantize is None:
+        if head.weight is base.embed_tokens.weight and self.quantize is None and not self.prepack:
             lm_head = DenseLinear(embed, None)  # tied: one tensor, one read
         else:
             if linear_weights(head)[1] is not None:
@@ -224,14 +247,13 @@ class LlamaFamilyForward:
                                         f"{self.sliding_window}; NativeEngine implements full attention only")
 
     def new_cache(self, num_slots: int, max_len: int) -> KVCache:
-        return KVCache(self.num_layers, num_slots, self.num_kv_heads, max_len, self.head_dim, self.dtype, self.device)
+        return KVCache(self.num_layers, num_slots, self.num_kv_heads, max_len, self.head_dim, self.cache_dtype,
+                       self.device)
 
     # ------------------------------------------------------------------ compute
-    def _qkv(self, lw: LayerWeights, h: torch.Tensor):
-        return lw.q(h), lw.k(h), lw.v(h)
-
     def _mlp(self, lw: LayerWeights, h: torch.Tensor) -> torch.Tensor:
-        return lw.down(F.silu(lw.gate(h)) * lw.up(h))
+        gate, up = lw.gate_up(h)
+        return lw.down(F.silu(gate) * up)
 
     def logits(self, w: ModelWeights, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C) final hidden states -> (B, V) logits."""
@@ -269,14 +291,14 @@ class LlamaFamilyForward:
             mask[:, start:] = torch.ones((Tp, Tp), dtype=torch.bool, device=x.device).tril()
         for i, lw in enumerate(w.layers):
             h = rms_norm(x, lw.input_norm, self.eps)
-            q, k, v = self._qkv(lw, h)
+            q, k, v = lw.qkv(h)
             q = apply_rope(q.view(U, Tp, H, D).transpose(1, 2), cos_t, sin_t)  # (U, H, Tp, D)
             k = apply_rope(k.view(U, Tp, Hkv, D).transpose(1, 2), cos_t, sin_t)  # (U, Hkv, Tp, D)
             v = v.view(U, Tp, Hkv, D).transpose(1, 2)  # (U, Hkv, Tp, D)
             cache.write_prefill(i, slots, rows, k, v, start)
             if start:
-                context_k = cache.k[i][slots[:1], :, :start].expand(U, -1, -1, -1)  # (U, Hkv, start, D)
-                context_v = cache.v[i][slots[:1], :, :start].expand(U, -1, -1, -1)
+                context_k = cache.k[i][slots[:1], :, :start].to(q.dtype).expand(U, -1, -1, -1)  # (U, Hkv, start, D)
+                context_v = cache.v[i][slots[:1], :, :start].to(q.dtype).expand(U, -1, -1, -1)
                 k, v = torch.cat((context_k, k), dim=2), torch.cat((context_v, v), dim=2)  # (U, Hkv, start+Tp, D)
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                                   enable_gqa=Hkv != H)  # (U, H, Tp, D)
@@ -293,22 +315,29 @@ class LlamaFamilyForward:
         """
         B = tokens.shape[0]
         H, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
+        G, cache_dtype = H // Hkv, cache.k[0].dtype
         span = int(positions.max()) + 1  # attend over the longest running row only, not Tmax
         rows = torch.arange(B, device=tokens.device)
-        visible = (torch.arange(span, device=tokens.device)[None] <= positions[:, None])[:, None, None]  # (B,1,1,T)
+        # Additive mask, one (G, T) block per (row, KV head), built once for all layers.
+        hidden = torch.arange(span, device=tokens.device)[None] > positions[:, None]  # (B, T)
+        bias = torch.zeros((B, span), dtype=cache_dtype, device=tokens.device).masked_fill_(hidden, float("-inf"))
+        bias = bias[:, None, None].expand(B, Hkv, G, span).reshape(B * Hkv, G, span)
         cos_b, sin_b = cos[positions][:, None], sin[positions][:, None]  # (B, 1, D)
         x = F.embedding(tokens, w.embed)  # (B, C)
         for i, lw in enumerate(w.layers):
             h = rms_norm(x, lw.input_norm, self.eps)
-            q, k, v = self._qkv(lw, h)
+            q, k, v = lw.qkv(h)
             q = apply_rope(q.view(B, H, D), cos_b, sin_b)  # (B, H, D)
             k = apply_rope(k.view(B, Hkv, D), cos_b, sin_b)  # (B, Hkv, D)
-            cache.k[i][rows, :, positions] = k
-            cache.v[i][rows, :, positions] = v.view(B, Hkv, D)
-            keys, values = cache.k[i][:B, :, :span], cache.v[i][:B, :, :span]  # (B, Hkv, T, D)
-            # Grouped-query attention without repeat_kv: each KV head serves its G queries as a
-            # length-G "sequence", which is exactly HF's head h -> KV head h // G mapping.
-            attn = F.scaled_dot_product_attention(q.view(B, Hkv, H // Hkv, D), keys, values, attn_mask=visible)
-            x = x + lw.o(attn.reshape(B, H * D))  # (B, C)
+            cache.k[i][rows, :, positions] = k.to(cache_dtype)
+            cache.v[i][rows, :, positions] = v.view(B, Hkv, D).to(cache_dtype)
+            # (B*Hkv, T, D) views of the first B slots: a uniform batch stride, so bmm reads them in place.
+            keys = cache.k[i].view(-1, cache.max_len, D)[:B * Hkv, :span]
+            values = cache.v[i].view(-1, cache.max_len, D)[:B * Hkv, :span]
+            # Grouped-query attention without repeat_kv: each KV head's G query heads are the rows of
+            # one (G, D) block, exactly HF's head h -> KV head h // G mapping. Scale 1/sqrt(D) as in HF.
+            scores = torch.baddbmm(bias, q.reshape(B * Hkv, G, D).to(cache_dtype), keys.transpose(1, 2), alpha=D**-0.5)
+            attn = torch.bmm(scores.softmax(dim=-1), values)  # (B*Hkv, G, D)
+            x = x + lw.o(attn.view(B, H * D).to(x.dtype))  # (B, C)
             x = x + self._mlp(lw, rms_norm(x, lw.post_norm, self.eps))
         return self.logits(w, x)

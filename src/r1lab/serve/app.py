@@ -171,13 +171,13 @@ def build_service(model_name: str, *, served_model_name: str | None = None, api_
     """Load the model onto the native rollout engine (its step API batches the requests); models
     it cannot run (not Llama / Qwen2 / Mistral, see docs/serve.md) raise UnsupportedModelError."""
     from r1lab.models import load_model, load_tokenizer
-    from r1lab.rollout.engine import NativeEngine
+    from r1lab.rollout.factory import make_engine
     from r1lab.rollout.llama_forward import UnsupportedModelError
 
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name)
     try:
-        engine = NativeEngine(model, tokenizer, max_batch_size=max_batch)
+        engine = make_engine("native", model, tokenizer, max_batch_size=max_batch)  # a fixed model: prepacked
     except UnsupportedModelError as err:
         raise UnsupportedModelError(f"{model_name}: r1lab serve decodes on the native rollout engine, which "
                                     f"runs Llama, Qwen2 and Mistral decoders only: {err}") from err

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from r1lab.data.prompts import PromptConfig
 from r1lab.models import ModelConfig
@@ -37,7 +38,8 @@ class SFTTrainConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # 0 = no clipping (the norm is still logged)
-    bf16_autocast: bool = False  # autocast the forward to bf16 (weights and optimizer stay fp32)
+    # autocast the forward to bf16 (weights and optimizer stay fp32); auto: where bf16 is faster here
+    bf16_autocast: bool | Literal["auto"] = False
     seed: int = 0  # sample order (a fresh permutation each epoch) and LoRA init
 
     def __post_init__(self):

@@ -18,6 +18,7 @@ from r1lab.config import to_yaml
 from r1lab.data.order import epoch_order as sample_order
 from r1lab.models import load_tokenizer, load_trainable
 from r1lab.optim import make_optimizer
+from r1lab.precision import use_bf16_autocast
 from r1lab.runs import RunDir, plot_metrics, rng_state, set_rng_state
 from r1lab.sft.config import SFTConfig, SFTTrainConfig
 from r1lab.sft.data import load_samples
@@ -71,6 +72,7 @@ class SFTTrainer:
         self.total_steps = total_steps(t, len(samples))
         self.optimizer, self.scheduler = make_optimizer(model, t.lr, t.weight_decay, t.lr_schedule,
                                                         self.total_steps, t.warmup_steps)
+        self.bf16_autocast = use_bf16_autocast(t.bf16_autocast, next(model.parameters()).device)
         self.step = 0
 
     def state_dict(self) -> dict:
@@ -100,7 +102,7 @@ class SFTTrainer:
             sum(b.input_ids.numel() for b in batches), sum(s.truncated for s in mine)])
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.zero_grad(set_to_none=True)
-        loss = accumulate_gradients(self.model, batches, targets, t.bf16_autocast)
+        loss = accumulate_gradients(self.model, batches, targets, self.bf16_autocast)
         dist.sync_gradients(self.model)
         params = [p for p in self.model.parameters() if p.grad is not None]
         max_norm = t.max_grad_norm if t.max_grad_norm > 0 else math.inf
