@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from r1lab.rl.grpo import LossNormalizers, group_advantages, kl_k3, policy_loss
+from r1lab.rl.grpo import LossNormalizers, group_advantages, kl_k3, policy_loss, token_logprobs_and_entropy
 
 
 def test_group_advantages_hand_computed():
@@ -108,3 +108,33 @@ def test_kl_penalty_enters_the_loss():
     assert base.item() == 0.0
     assert with_kl.item() == pytest.approx(0.1 * k3)
     assert stats["kl"] == pytest.approx(k3)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_one_pass_token_logprobs_match_log_softmax_in_value_and_gradient(temperature):
+    torch.manual_seed(0)
+    logits = (torch.randn(3, 5, 11, dtype=torch.float64) * 3).requires_grad_()
+    tokens = torch.randint(0, 11, (3, 5))
+    weights = torch.randn(3, 5, dtype=torch.float64)  # an arbitrary upstream gradient
+    logp, entropy = token_logprobs_and_entropy(logits, tokens, temperature, with_entropy=True)
+    (logp * weights).sum().backward()
+    ours = logits.grad.clone()
+    logits.grad = None
+    reference_all = torch.log_softmax(logits / temperature, dim=-1)
+    reference = reference_all.gather(-1, tokens[..., None]).squeeze(-1)
+    (reference * weights).sum().backward()
+    torch.testing.assert_close(logp, reference.detach())
+    torch.testing.assert_close(ours, logits.grad)
+    torch.testing.assert_close(entropy, -(reference_all.exp() * reference_all).sum(-1).detach())
+    assert not entropy.requires_grad
+
+
+def test_one_pass_token_logprobs_of_bf16_logits_are_fp32_with_bf16_gradients():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 50).bfloat16().requires_grad_()
+    tokens = torch.randint(0, 50, (2, 4))
+    logp, entropy = token_logprobs_and_entropy(logits, tokens)
+    assert logp.dtype == torch.float32 and entropy is None
+    torch.testing.assert_close(logp, torch.log_softmax(logits.float(), -1).gather(-1, tokens[..., None]).squeeze(-1))
+    logp.sum().backward()
+    assert logits.grad.dtype == torch.bfloat16

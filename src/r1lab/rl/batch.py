@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from r1lab.rl.grpo import token_entropy, token_logprobs
+from r1lab.rl.grpo import token_logprobs_and_entropy
 
 
 @dataclass
@@ -78,20 +78,10 @@ def completion_logits(model, batch: SequenceBatch) -> Tensor:
     return out.logits[:, :-1]
 
 
-def _logprobs_and_entropy(logits: Tensor, tokens: Tensor, temperature: float, with_entropy: bool
-                          ) -> tuple[Tensor, Tensor | None]:
-    logp = token_logprobs(logits, tokens, temperature)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = token_entropy(logits.detach(), temperature)
-    return logp, entropy
-
-
 def score_sequences(model, batch: SequenceBatch, temperature: float, with_entropy: bool = False
                     ) -> tuple[Tensor, Tensor | None]:
     """Per-token log-probs (B, Wc) under softmax(logits / T), and optionally the entropy (detached)."""
-    return _logprobs_and_entropy(completion_logits(model, batch), batch.completion_ids, temperature, with_entropy)
+    return token_logprobs_and_entropy(completion_logits(model, batch), batch.completion_ids, temperature, with_entropy)
 
 
 # ---------------------------------------------------------------- shared-prompt scoring
@@ -180,5 +170,5 @@ def grouped_completion_logits(model, batch: GroupBatch) -> Tensor:
 def score_groups(model, batch: GroupBatch, temperature: float, with_entropy: bool = False
                  ) -> tuple[Tensor, Tensor | None]:
     """As `score_sequences`, for a GroupBatch."""
-    return _logprobs_and_entropy(grouped_completion_logits(model, batch), batch.completion_ids, temperature,
+    return token_logprobs_and_entropy(grouped_completion_logits(model, batch), batch.completion_ids, temperature,
                                  with_entropy)
