@@ -117,3 +117,27 @@ def test_lora_run_trains_only_adapters(tiny_model_dir, tmp_path):
     run = train_zero(cfg, progress=False)
     assert (run.latest_checkpoint() / "adapter_model.safetensors").is_file()
     assert all("kl" in m for m in run.read_metrics())
+
+
+@pytest.mark.parametrize("speedup, expected", [(4.0, torch.bfloat16), (0.02, torch.float32)])
+def test_auto_precision_follows_the_machine(tiny_model_dir, tmp_path, monkeypatch, speedup, expected):
+    """`engine_options: {dtype: auto}` + `grpo.bf16_autocast: auto` (the SmolLM2 recipe): bf16 rollouts and a
+    bf16 training pass where the probe finds bf16 GEMMs fast (AVX-512 BF16), exact fp32 where they are
+    emulated (AVX2); a run trains either way."""
+    import r1lab.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: speedup)
+    seen = {}
+    real_train_on = trainer_mod.GRPOTrainer.train_on
+
+    def spy(self, data):
+        seen.update(engine=self.engine.forward.dtype, autocast=self.bf16_autocast)
+        return real_train_on(self, data)
+
+    monkeypatch.setattr(trainer_mod.GRPOTrainer, "train_on", spy)
+    cfg = tiny_config(tiny_model_dir, tmp_path / "run", **{
+        "engine": "native", "engine_options": "{dtype: auto}", "grpo.bf16_autocast": "auto", "grpo.steps": 2,
+        "run.eval_every": 0, "run.plot_every": 0, "rewards": "{test_says_x: 1.0}"})
+    run = train_zero(cfg, progress=False)
+    assert seen == {"engine": expected, "autocast": expected == torch.bfloat16}
+    assert [m["step"] for m in run.read_metrics()] == [1, 2]

@@ -72,7 +72,8 @@ class SFTTrainer:
         self.total_steps = total_steps(t, len(samples))
         self.optimizer, self.scheduler = make_optimizer(model, t.lr, t.weight_decay, t.lr_schedule,
                                                         self.total_steps, t.warmup_steps)
-        self.bf16_autocast = use_bf16_autocast(t.bf16_autocast, next(model.parameters()).device)
+        # "auto" measures this machine; every rank takes rank 0's answer, so all ranks compute alike
+        self.bf16_autocast = dist.broadcast_object(use_bf16_autocast(t.bf16_autocast, next(model.parameters()).device))
         self.step = 0
 
     def state_dict(self) -> dict:
