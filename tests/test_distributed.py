@@ -465,3 +465,24 @@ def test_a_failure_in_rank0_work_reaches_every_rank_instead_of_hanging(tmp_path)
         assert time.monotonic() < deadline, "ranks hung"
     assert (tmp_path / "rank0").read_text() == "ValueError: no such file: data.jsonl"
     assert (tmp_path / "rank1").read_text() == "Rank0Error: rank 0 failed: ValueError: no such file: data.jsonl"
+
+
+def _precision_worker(rank: int, init_file: str, results: str) -> None:
+    import torch.distributed as torch_dist
+
+    from r1lab import precision
+
+    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        precision._measured_speedup = 4.0 if rank == 0 else 0.02  # two ranks that measured differently
+        precision.agree_across_ranks()
+        Path(results, f"rank{rank}").write_text(str(precision.use_bf16_autocast("auto")))
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def test_auto_precision_is_rank0s_decision_on_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_precision_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="spawn")
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["True", "True"]

@@ -27,16 +27,14 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _build_engine(cfg: EvalConfig, engine: str, dtype: str, device: str):
-    import torch
-
+def _build_engine(cfg: EvalConfig, engine: str, dtype, device: str):
     from r1lab.models import load_model, load_tokenizer
     from r1lab.rollout.factory import ENGINES, make_engine
 
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {list(ENGINES)}, got {engine!r}")
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, dtype=getattr(torch, dtype), device=device)
+    model = load_model(cfg.model, dtype=dtype, device=device)
     return make_engine(engine, model, tokenizer, max_batch_size=cfg.batch_size), tokenizer
 
 
@@ -82,9 +80,11 @@ def evaluate(
         cfg = load_config(EvalConfig, config, overrides)
         if not cfg.model:
             raise ConfigError("--model is required (or `model:` in --config)")
-        if dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"--dtype must be float32, bfloat16 or float16, got {dtype!r}")
-        sampler, tokenizer = _build_engine(cfg, engine, dtype, device)
+        from r1lab.precision import DTYPES  # imports torch: not at module level, so `--help` stays fast
+
+        if dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        sampler, tokenizer = _build_engine(cfg, engine, DTYPES[dtype], device)
         console = Console()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn())

@@ -6,10 +6,11 @@ must not hard-code either, so "auto" measures: one decode-sized GEMM probe per p
 """
 from __future__ import annotations
 
-import functools
 import time
 
 import torch
+
+from r1lab import dist
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # bf16 must beat fp32 by this much on the probe: the matmuls speed up, the elementwise ops around
@@ -28,11 +29,24 @@ def _best_seconds(a: torch.Tensor, b: torch.Tensor, reps: int = 8, calls: int = 
     return best
 
 
-@functools.cache
+_measured_speedup: float | None = None  # this process's probe, or rank 0's after agree_across_ranks()
+
+
 def cpu_bf16_speedup() -> float:
-    """fp32 time / bf16 time of a (64 x 1024) @ (1024 x 1024) GEMM on this CPU, best of 8 (cached)."""
-    a, b = torch.randn(64, 1024), torch.randn(1024, 1024)
-    return _best_seconds(a, b) / _best_seconds(a.bfloat16(), b.bfloat16())
+    """fp32 time / bf16 time of a (64 x 1024) @ (1024 x 1024) GEMM on this CPU, best of 8 (measured once)."""
+    global _measured_speedup
+    if _measured_speedup is None:
+        a, b = torch.randn(64, 1024), torch.randn(1024, 1024)
+        _measured_speedup = _best_seconds(a, b) / _best_seconds(a.bfloat16(), b.bfloat16())
+    return _measured_speedup
+
+
+def agree_across_ranks() -> None:
+    """Under torchrun, every rank adopts rank 0's measurement, so every "auto" (autocast, engine dtype,
+    evaluations) resolves alike on all ranks. A collective: trainers call it on every rank at start."""
+    global _measured_speedup
+    if dist.is_distributed():
+        _measured_speedup = dist.broadcast_object(cpu_bf16_speedup() if dist.rank() == 0 else None)
 
 
 def bf16_is_faster(device: torch.device | str = "cpu") -> bool:

@@ -28,7 +28,8 @@ from r1lab.rl.config import ZeroConfig
 from r1lab.rl.grpo import LossNormalizers, group_advantages, policy_loss
 from r1lab.rl.heldout import heldout_records, summarize_heldout
 from r1lab.rollout import SamplingParams
-from r1lab.precision import resolve_dtype, use_bf16_autocast
+from r1lab import precision
+from r1lab.precision import use_bf16_autocast
 from r1lab.rollout.factory import make_engine
 from r1lab.runs import RunDir, plot_metrics, rng_state, set_rng_state
 
@@ -96,19 +97,14 @@ class GRPOTrainer:
         self.train_rows, self.test_rows = task_rows, test_rows
         g = cfg.grpo
         self.device = dist.device()
-        # "auto" measures this machine; every rank takes rank 0's answer, so all ranks compute alike
-        self.bf16_autocast = dist.broadcast_object(use_bf16_autocast(g.bf16_autocast, self.device))
+        self.bf16_autocast = use_bf16_autocast(g.bf16_autocast, self.device)
         # Sampling, evaluation and checkpoints read a plain model with full weights: the policy itself (DDP
         # shares its parameters), or under FSDP a replica refreshed after every optimizer step.
         self.replica = copy.deepcopy(policy.model) if cfg.fsdp and dist.is_distributed() else None
         self.train_model = dist.wrap_model(policy.model, fsdp=cfg.fsdp)  # forwards/backwards that train
         self.optimizer, self.scheduler = make_optimizer(policy.model, g.lr, g.weight_decay, g.lr_schedule,
                                                         g.steps * g.mu, g.warmup_steps * g.mu)
-        engine_options = dict(cfg.engine_options)
-        if engine_options.get("dtype") == "auto":
-            first = next(self.sampling_model.parameters())
-            engine_options["dtype"] = dist.broadcast_object(resolve_dtype("auto", first.dtype, first.device))
-        self.engine = make_engine(cfg.engine, self.sampling_model, policy.tokenizer, **engine_options)
+        self.engine = make_engine(cfg.engine, self.sampling_model, policy.tokenizer, **cfg.engine_options)
         self.sampling = SamplingParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
                                        logprobs=False)
         self.reward_weights = {**{n: 0.0 for n in DIAGNOSTIC_REWARDS}, **cfg.rewards}
@@ -387,6 +383,7 @@ def train_zero(cfg: ZeroConfig, resume: bool = False, progress: bool = True) -> 
     samples and trains on its share of the prompts, and rank 0 writes the run directory.
     """
     dist.init_from_env()
+    precision.agree_across_ranks()  # "auto" precision: rank 0's measurement for every rank
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     for name in cfg.rewards:

@@ -18,6 +18,7 @@ from r1lab.config import to_yaml
 from r1lab.data.order import epoch_order as sample_order
 from r1lab.models import load_tokenizer, load_trainable
 from r1lab.optim import make_optimizer
+from r1lab import precision
 from r1lab.precision import use_bf16_autocast
 from r1lab.runs import RunDir, plot_metrics, rng_state, set_rng_state
 from r1lab.sft.config import SFTConfig, SFTTrainConfig
@@ -72,8 +73,7 @@ class SFTTrainer:
         self.total_steps = total_steps(t, len(samples))
         self.optimizer, self.scheduler = make_optimizer(model, t.lr, t.weight_decay, t.lr_schedule,
                                                         self.total_steps, t.warmup_steps)
-        # "auto" measures this machine; every rank takes rank 0's answer, so all ranks compute alike
-        self.bf16_autocast = dist.broadcast_object(use_bf16_autocast(t.bf16_autocast, next(model.parameters()).device))
+        self.bf16_autocast = use_bf16_autocast(t.bf16_autocast, next(model.parameters()).device)
         self.step = 0
 
     def state_dict(self) -> dict:
@@ -140,6 +140,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> Ru
     share of each step's samples and the summed gradients are all-reduced once per step (DDP's result,
     without overlapping communication with the backward pass); rank 0 writes the run directory."""
     dist.init_from_env()
+    precision.agree_across_ranks()  # "auto" precision: rank 0's measurement for every rank
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.train.packing:
