@@ -30,11 +30,17 @@ class DenseLinear:
         return F.linear(x, self.weight, self.bias)
 
 
-def can_prepack(device: torch.device) -> bool:
-    """oneDNN prepacking (torch's own CPU inference path) exists in this build and applies to `device`."""
+def can_prepack(device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
+    """oneDNN prepacking (torch's own CPU inference path) exists in this build and applies to `device`.
+
+    Reduced precision needs the CPU's bf16 instructions: on AVX2-only machines oneDNN refuses to
+    reorder a bf16 weight (there, dense bf16 matmuls still run, through a slower fallback).
+    """
     ops = torch.ops.mkldnn
-    return (device.type == "cpu" and torch.backends.mkldnn.is_available()
-            and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise"))
+    if not (device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise")):
+        return False
+    return dtype == torch.float32 or bool(ops._is_mkldnn_bf16_supported())
 
 
 class PackedLinear:

@@ -163,10 +163,11 @@ class LlamaFamilyForward:
         if quantize and self.dtype != torch.float32:
             raise ValueError("quantize='int8' computes activations in float32; leave dtype unset")
         self.quantize = quantize
-        if prepack and (quantize or not can_prepack(self.device)):
-            raise ValueError("prepack=True needs dense weights on a CPU torch build with oneDNN (mkldnn)")
+        if prepack and (quantize or not can_prepack(self.device, self.dtype)):
+            raise ValueError("prepack=True needs dense weights on a CPU torch build with oneDNN (mkldnn), "
+                             "and bf16 instructions for a bf16 copy")
         self.copies_weights = self.dtype != self.model_dtype or quantize is not None or bool(prepack)
-        self.prepack = (self.copies_weights and quantize is None and can_prepack(self.device)
+        self.prepack = (self.copies_weights and quantize is None and can_prepack(self.device, self.dtype)
                         if prepack is None else prepack)
         # Reduced-precision compute on CPU keeps K/V in fp32: decode attention then runs as fp32
         # batched matmuls straight on strided cache slices (a bf16 bmm copies strided operands
