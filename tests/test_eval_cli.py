@@ -4,7 +4,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from r1lab.cli_eval import eval_app
+from r1lab.cli.evaluate import eval_app
 
 runner = CliRunner(env={"COLUMNS": "200"})  # tables wider than 80 columns stay on one line each
 

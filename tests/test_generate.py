@@ -12,7 +12,7 @@ import typer
 from serve_support import SCRIPT, running_server, scripted_service
 from typer.testing import CliRunner
 
-from r1lab.cli_generate import generate
+from r1lab.cli.generate import generate
 from r1lab.config import ConfigError
 from r1lab.data import TaskConfig
 from r1lab.data.prompts import PromptConfig

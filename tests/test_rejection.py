@@ -5,7 +5,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from r1lab.cli_generate import reject
+from r1lab.cli.generate import reject
 from r1lab.pipeline.rejection import REASONS, RejectionConfig, filter_samples, reject_file, stats_path
 
 GOOD = "<think>\nThree plus four is seven, minus two is five.\n</think>\n<answer>5</answer>"

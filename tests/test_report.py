@@ -15,7 +15,7 @@ import typer
 from chromium_support import Browser, chromium_binary
 from typer.testing import CliRunner
 
-from r1lab.cli_report import report
+from r1lab.cli.report import report
 from r1lab.config import to_yaml
 from r1lab.eval.metrics import wilson_interval
 from r1lab.report import load_run, render_report, write_report

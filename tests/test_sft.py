@@ -347,7 +347,7 @@ def test_cli_maps_flags_and_reports_bad_data(tiny_model_dir, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from r1lab.cli_sft import sft
+    from r1lab.cli.train import sft
 
     app = typer.Typer()
     app.command()(sft)

@@ -89,14 +89,16 @@ def _build(cls: type[T], data: dict, where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown field(s) {unknown}; {cls.__name__} has: {', '.join(sorted(fields))}"
-        )
+        at = f"{where}: " if where else ""  # top level: the file name alone says where
+        raise ConfigError(f"{at}unknown field(s) {unknown}; {cls.__name__} has: {', '.join(sorted(fields))}")
     kwargs = {name: _coerce(val, hints[name], f"{where}.{name}" if where else name) for name, val in data.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where or cls.__name__}: {err}") from err
+        message = str(err)
+        if where and not message.startswith(where):  # checks in __post_init__ mostly name their field already
+            message = f"{where}: {message}"
+        raise ConfigError(message) from err
 
 
 def from_dict(cls: type[T], data: dict, source: str = "") -> T:

@@ -102,8 +102,20 @@ class ModelConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
 def load_tokenizer(name_or_path: str):
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+    path = resolve_model_path(name_or_path)
+    if Path(path).is_dir() and not any((Path(path) / name).is_file() for name in TOKENIZER_FILES):
+        # transformers would try to build one and complain about sentencepiece / tiktoken instead
+        raise ModelNotFoundError(f"{path}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)}); "
+                                 "save the tokenizer beside config.json")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelNotFoundError(f"could not load the tokenizer of {name_or_path!r}: {first_line}") from err
     return prepare_tokenizer(tokenizer)
 
 

@@ -33,6 +33,13 @@ class Task:
         if overlap:
             raise TaskError(f"task {self.name}: held-out rows {overlap[:5]} also appear in train")
 
+    def require_train(self, cfg: "TaskConfig") -> None:
+        """A trainer's check: at least one row to train on (a small file can be all held out)."""
+        if not self.train:
+            where = cfg.path or f"task {self.name}"
+            raise TaskError(f"{where}: no rows left to train on (task.test_size={cfg.test_size} held out "
+                            f"{len(self.test)}); lower task.test_size or add rows")
+
     def split(self, name: str) -> list[Row]:
         if name not in ("train", "test"):
             raise TaskError(f"task {self.name}: split must be 'train' or 'test', got {name!r}")

@@ -17,8 +17,13 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[tup
     if not path.is_file():
         raise TaskError(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with opener(path, "rb") as fh:  # bytes, decoded line by line: a bad byte is reported with its line
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise TaskError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column "
+                                f"{err.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -31,6 +36,18 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[tup
             if missing:
                 raise TaskError(f"{path}:{lineno}: missing field(s) {missing}; fields present: {sorted(record)}")
             yield lineno, record
+
+
+def text_field(record: dict, key: str, where: str, numbers: bool = True) -> str:
+    """record[key] as text; a number is read as its digits (`"answer": 4`), a list, mapping, bool or null is
+    refused, naming `where` (file:line) and the field, rather than silently stringified."""
+    value = record[key]
+    if isinstance(value, str):
+        return value
+    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    expected = "a string or a number" if numbers else "a string"
+    raise TaskError(f"{where}: field {key!r}: expected {expected}, got {type(value).__name__} {json.dumps(value)[:60]}")
 
 
 def cut_torn_tail(path: Path) -> bytes:

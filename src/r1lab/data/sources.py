@@ -5,7 +5,7 @@ import random
 from pathlib import Path
 
 from r1lab.data.base import Row, Task, TaskConfig, TaskError
-from r1lab.data.files import read_jsonl
+from r1lab.data.files import read_jsonl, text_field
 
 # The repository's data/ folder (vendored copies of ../shared/data; see data/SOURCES.md).
 DATA_DIR = Path(__file__).resolve().parents[3] / "data"
@@ -66,25 +66,31 @@ def _jsonable(value):
 def gsm8k_rows(path: str | Path, split: str) -> list[Row]:
     rows = []
     for lineno, rec in read_jsonl(path, required=("question", "answer")):
-        if "####" not in rec["answer"]:
-            raise TaskError(f"{path}:{lineno}: field 'answer' has no '#### <final answer>' marker")
-        final = rec["answer"].rsplit("####", 1)[1].strip().replace(",", "")
-        rows.append(Row(id=f"gsm8k-{split}-{lineno}", question=rec["question"], answer=final,
-                        verifier="numeric", metadata={"solution": rec["answer"]}))
+        where = f"{path}:{lineno}"
+        question, solution = text_field(rec, "question", where, numbers=False), text_field(rec, "answer", where)
+        if "####" not in solution:
+            raise TaskError(f"{where}: field 'answer' has no '#### <final answer>' marker")
+        final = solution.rsplit("####", 1)[1].strip().replace(",", "")
+        rows.append(Row(id=f"gsm8k-{split}-{lineno}", question=question, answer=final,
+                        verifier="numeric", metadata={"solution": solution}))
     return rows
 
 
 def jsonl_rows(path: str | Path, prompt_field: str, answer_field: str, verifier: str, prefix: str) -> list[Row]:
     rows = []
     for lineno, rec in read_jsonl(path, required=(prompt_field, answer_field)):
-        rows.append(Row(id=str(rec.get("id", f"{prefix}-{lineno}")), question=str(rec[prompt_field]),
-                        answer=str(rec[answer_field]), verifier=verifier,
+        where = f"{path}:{lineno}"
+        row_id = text_field(rec, "id", where) if "id" in rec else f"{prefix}-{lineno}"
+        rows.append(Row(id=row_id, question=text_field(rec, prompt_field, where, numbers=False),
+                        answer=text_field(rec, answer_field, where), verifier=verifier,
                         metadata={k: v for k, v in rec.items() if k not in (prompt_field, answer_field)}))
     return rows
 
 
 def _split(rows: list[Row], cfg: TaskConfig) -> tuple[list[Row], list[Row]]:
     """Held-out = a seeded sample; train = the rest with held-out questions removed."""
+    if not rows:
+        raise TaskError(f"{cfg.path}: no rows (an empty task file)")
     order = list(range(len(rows)))
     random.Random(cfg.seed).shuffle(order)
     test = [rows[i] for i in order[: cfg.test_size]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from r1lab.eval.summary import summarize
 from r1lab.rewards import get_verifier
 from r1lab.rewards.extract import extract_answer
 from r1lab.rollout import Completion, Engine, SamplingParams
+from r1lab.runs.rundir import atomic_write_text
 
 
 @dataclass
@@ -131,9 +131,7 @@ def _check_resume(cfg: EvalConfig, run_dir: Path) -> None:
         if changed:
             raise EvalError(f"{run_dir} holds samples from another setup ({'; '.join(changed)}); "
                             "pass a different --output-dir or delete that folder")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(current, indent=2))
 
 
 def _sample_records(todo: list[tuple[Row, int]], seeds: list[int], completions: list[Completion], prompt_cfg: PromptConfig,
@@ -204,7 +202,5 @@ def run_eval(cfg: EvalConfig, engine: Engine, tokenizer,
     summary.update(model=cfg.model, benchmark=cfg.benchmark, prompt_style=cfg.prompt_style,
                    temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                    seed=cfg.seed, run_dir=str(run_dir), session_time_s=time.perf_counter() - started)
-    tmp = run_dir / (SUMMARY_FILE + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, run_dir / SUMMARY_FILE)
+    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary

@@ -45,6 +45,16 @@ class GRPOConfig:
         for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "mu", "micro_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:  # advantages compare a sample with its group: one sample is always "average"
+            raise ValueError(f"grpo.group_size must be >= 2 (a group of one never gets a gradient), got {self.group_size}")
+        for name in ("lr", "temperature", "max_grad_norm"):  # the loss divides the logits by the temperature
+            if not getattr(self, name) > 0:
+                raise ValueError(f"grpo.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("warmup_steps", "weight_decay", "eps_low", "eps_high", "beta"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"grpo.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"grpo.top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass
@@ -60,6 +70,14 @@ class RunConfig:
     plot_every: int = 1
     tensorboard: bool = False  # also log every metric as a TensorBoard scalar under <output_dir>/tensorboard/
     time_budget_s: float = 0.0  # > 0: stop after the step that crosses this much training wall time (evals excluded)
+
+    def __post_init__(self):
+        for name in ("checkpoint_every", "keep_checkpoints", "eval_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"run.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "eval_temperature", "samples_per_step", "plot_every", "time_budget_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"run.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from r1lab import precision
 from r1lab.precision import use_bf16_autocast
 from r1lab.rollout.factory import make_engine
 from r1lab.runs import RunDir, plot_metrics, rng_state, set_rng_state
+from r1lab.runs.resume import open_run, removed_on_failure
 
 # Always measured, whatever the weights: the numbers people compare across runs.
 DIAGNOSTIC_REWARDS = ("accuracy", "accuracy_lenient", "format")
@@ -396,22 +397,20 @@ def train_zero(cfg: ZeroConfig, resume: bool = False, progress: bool = True) -> 
                          f"({dist.world_size()}): each rank samples whole groups")
     if cfg.fsdp and cfg.model.lora_r > 0:
         raise ValueError("fsdp: not supported with LoRA (model.lora_r > 0); its few trainable weights suit DDP")
-    run = RunDir(cfg.run.output_dir, rank=dist.rank(), tensorboard=cfg.run.tensorboard)
-    checkpoint = run.latest_checkpoint() if resume else None
-    taken = not resume and (run.latest_checkpoint() is not None or run.metrics_path.exists())
-    checkpoint, taken = dist.broadcast_object((checkpoint, taken))  # rank 0 decides, before anyone writes
-    if taken:
-        raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it or pick another output_dir")
-    torch.manual_seed(cfg.grpo.seed)
-    task = load_task(cfg.task)
-    policy = build_policy(cfg, checkpoint)
-    trainer = GRPOTrainer(cfg, policy, task.train, task.test, run)
-    if checkpoint is not None:
-        trainer.load_state_dict(run.load_state(checkpoint), checkpoint)
-        run.truncate_after(trainer.step)
-    else:
-        run.truncate_after(-1)  # resuming a run killed before its first checkpoint starts it over
-        run.write_text("config.yaml", to_yaml(cfg))
+    with removed_on_failure(cfg.run.output_dir, is_writer=dist.rank() == 0):  # no empty run dir if setup fails
+        task = load_task(cfg.task)
+        task.require_train(cfg.task)
+        run = RunDir(cfg.run.output_dir, rank=dist.rank(), tensorboard=cfg.run.tensorboard)
+        checkpoint = open_run(run, cfg, resume)
+        torch.manual_seed(cfg.grpo.seed)
+        policy = build_policy(cfg, checkpoint)
+        trainer = GRPOTrainer(cfg, policy, task.train, task.test, run)
+        if checkpoint is not None:
+            trainer.load_state_dict(run.load_state(checkpoint), checkpoint)
+            run.truncate_after(trainer.step)
+        else:
+            run.truncate_after(-1)  # resuming a run killed before its first checkpoint starts it over
+            run.write_text("config.yaml", to_yaml(cfg))
 
     from r1lab.runs.progress import TrainingProgress
 

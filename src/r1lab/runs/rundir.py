@@ -1,14 +1,16 @@
 """RunDir: the one place a run writes files. Rank 0 writes; every write that matters is atomic."""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import random
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,14 +19,30 @@ CHECKPOINT_PREFIX = "step-"
 STEP_LOGS = ("metrics.jsonl", "samples.jsonl", "aha.jsonl")  # step-tagged logs; resuming drops their newer rows
 
 
+@contextmanager
+def naming_errors(path: Path) -> Iterator[None]:
+    """An OSError while writing `path` names it: a full disk fails in write(), whose error carries no file name."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with naming_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)  # no `.name.xxxx` left behind
+            raise
 
 
 def rng_state() -> dict[str, Any]:
@@ -67,7 +85,7 @@ class RunDir:
     def _append(self, path: Path, records: list[dict]) -> None:
         if not self.is_writer or not records:
             return
-        with path.open("a", encoding="utf-8") as fh:
+        with naming_errors(path), path.open("a", encoding="utf-8") as fh:
             for rec in records:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
@@ -121,35 +139,73 @@ class RunDir:
         final = self.checkpoints / f"{CHECKPOINT_PREFIX}{step:06d}"
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.checkpoints))
         try:
-            model.save_pretrained(tmp, safe_serialization=True)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(tmp)
-            torch.save(state, tmp / "trainer_state.pt")
-            if extra is not None:
-                extra(tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            self._write_checkpoint(tmp, final, model, tokenizer, state, extra)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            for stale in self.checkpoints.glob(".tmp-old-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         atomic_write_text(self.checkpoints / "latest", final.name + "\n")
-        for old in sorted(self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*"))[:-keep]:
+        for old in sorted(self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*"), key=checkpoint_step)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def _write_checkpoint(self, tmp: Path, final: Path, model, tokenizer, state: dict[str, Any],
+                          extra: Callable[[Path], None] | None) -> None:
+        from safetensors import SafetensorError
+
+        # A full disk reaches us as OSError without a file name, SafetensorError, or torch.save's RuntimeError:
+        # each becomes one OSError naming the checkpoint.
+        with naming_errors(final):
+            try:
+                model.save_pretrained(tmp, safe_serialization=True)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(tmp)
+                torch.save(state, tmp / "trainer_state.pt")
+            except (SafetensorError, RuntimeError) as err:
+                raise OSError(errno.EIO, f"cannot write the checkpoint: {err}", str(final)) from err
+            if extra is not None:
+                extra(tmp)
+            if final.exists():  # renamed away first: a kill mid-delete must not leave a half step dir behind
+                stale = Path(tempfile.mkdtemp(prefix=".tmp-old-", dir=self.checkpoints))
+                os.replace(final, stale / final.name)
+            os.replace(tmp, final)
+
     def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint. Step dirs arrive complete by rename and `latest` is updated after it,
+        so a kill in between leaves `latest` one checkpoint behind: the step dirs, not the pointer, decide."""
+        found = [p for p in self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if (p / "trainer_state.pt").is_file()]
+        return max(found, key=checkpoint_step, default=None)
+
+    def clean_stale(self) -> None:
+        """Before resuming: delete what killed saves left (`.tmp-*` checkpoint dirs, `.latest.*` and other
+        half-written temporary files) and point `latest` at the newest complete checkpoint."""
+        if not self.is_writer:
+            return
+        for name in (*STEP_LOGS, "config.yaml"):  # atomic_write_text's temporary files, cut by a kill
+            for leftover in self.root.glob(f".{name}.*"):
+                leftover.unlink(missing_ok=True)
+        if not self.checkpoints.is_dir():
+            return
+        for leftover in self.checkpoints.glob(".*"):  # checkpoints/ holds nothing but what save_checkpoint writes
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        newest = self.latest_checkpoint()
         pointer = self.checkpoints / "latest"
-        if pointer.is_file():
-            path = self.checkpoints / pointer.read_text().strip()
-            if (path / "trainer_state.pt").is_file():
-                return path
-        found = sorted(p for p in self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if (p / "trainer_state.pt").is_file())
-        return found[-1] if found else None
+        if newest is not None and (not pointer.is_file() or pointer.read_text().strip() != newest.name):
+            atomic_write_text(pointer, newest.name + "\n")
 
     @staticmethod
     def load_state(checkpoint: Path) -> dict[str, Any]:
         # on the CPU: every rank reads it, and optimizer.load_state_dict moves state to each parameter's device
         return torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
+
+
+def checkpoint_step(path: Path) -> int:
+    """step-000010 -> 10 (numeric, so that step 1000000 sorts after step 999999)."""
+    suffix = path.name.removeprefix(CHECKPOINT_PREFIX)
+    return int(suffix) if suffix.isdigit() else -1
 
 
 def tensorboard_writer(log_dir: Path):

@@ -48,6 +48,8 @@ class SFTTrainConfig:
         for name in ("batch_size", "max_seq_len", "micro_batch_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
         if self.steps < 0 or self.warmup_steps < 0:
             raise ValueError("train.steps and train.warmup_steps must be >= 0")
         if self.steps == 0 and self.epochs <= 0:

@@ -21,6 +21,7 @@ from r1lab.optim import make_optimizer
 from r1lab import precision
 from r1lab.precision import use_bf16_autocast
 from r1lab.runs import RunDir, plot_metrics, rng_state, set_rng_state
+from r1lab.runs.resume import open_run, removed_on_failure
 from r1lab.sft.config import SFTConfig, SFTTrainConfig
 from r1lab.sft.data import load_samples
 from r1lab.sft.packing import IGNORE, PackedBatch, Sample, micro_batches
@@ -145,24 +146,21 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> Ru
         torch.set_num_threads(cfg.threads)
     if cfg.train.packing:
         check_packing_support()
-    run = RunDir(cfg.run.output_dir, rank=dist.rank())
-    checkpoint = run.latest_checkpoint() if resume else None
-    taken = not resume and (run.latest_checkpoint() is not None or run.metrics_path.exists())
-    checkpoint, taken = dist.broadcast_object((checkpoint, taken))  # rank 0 decides, before anyone writes
-    if taken:
-        raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it or pick another output_dir")
-    tokenizer = load_tokenizer(cfg.model.name)
-    samples = load_samples(cfg.data, cfg.prompt, tokenizer, cfg.train.max_seq_len)
-    torch.manual_seed(cfg.train.seed)  # LoRA init and dropout: the same on every rank and every rerun
-    model = load_trainable(cfg.model, checkpoint)
-    model.train()
-    trainer = SFTTrainer(cfg, model, tokenizer, samples)
-    if checkpoint is not None:
-        trainer.load_state_dict(run.load_state(checkpoint))
-        run.truncate_after(trainer.step)
-    else:
-        run.truncate_after(-1)  # resuming a run killed before its first checkpoint starts it over
-        run.write_text("config.yaml", to_yaml(cfg))
+    with removed_on_failure(cfg.run.output_dir, is_writer=dist.rank() == 0):  # no empty run dir if setup fails
+        run = RunDir(cfg.run.output_dir, rank=dist.rank())
+        checkpoint = open_run(run, cfg, resume)
+        tokenizer = load_tokenizer(cfg.model.name)
+        samples = load_samples(cfg.data, cfg.prompt, tokenizer, cfg.train.max_seq_len)
+        torch.manual_seed(cfg.train.seed)  # LoRA init and dropout: the same on every rank and every rerun
+        model = load_trainable(cfg.model, checkpoint)
+        model.train()
+        trainer = SFTTrainer(cfg, model, tokenizer, samples)
+        if checkpoint is not None:
+            trainer.load_state_dict(run.load_state(checkpoint))
+            run.truncate_after(trainer.step)
+        else:
+            run.truncate_after(-1)  # resuming a run killed before its first checkpoint starts it over
+            run.write_text("config.yaml", to_yaml(cfg))
 
     from r1lab.runs.progress import TrainingProgress
 

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from r1lab.cli.errors import console, reported
+
 
 def pipeline(
     recipe: Path = typer.Argument(..., help="Pipeline recipe YAML (recipes/r1_*.yaml)."),
@@ -41,14 +43,11 @@ def distill(
 
 def _run_staged(cls, recipe: Optional[Path], flags: list[str], overrides: list[str], run) -> None:
     """Load a staged recipe (flags first, then --set), run it, print its summary table (rank 0 only)."""
-    from r1lab.cli import USER_ERRORS, console, fail
     from r1lab.config import load_config
 
-    try:
+    with reported():
         cfg = load_config(cls, recipe, [*flags, *overrides])
         summary = run(cfg, log=console.log)
-    except USER_ERRORS as err:
-        fail(err)
     typer.echo(Path(cfg.output_dir, "summary.md").read_text() if summary else "")
 
 
@@ -57,12 +56,9 @@ def paper_mini(
     overrides: list[str] = typer.Option([], "--set", "-s", help="Any config field, e.g. --set voting.k=4."),
 ):
     """The R1 paper in miniature: R1-Zero curves, majority voting, distillation vs RL, R1 vs R1-Zero. Resumable."""
-    from r1lab.cli import USER_ERRORS, console, fail
     from r1lab.config import load_config
     from r1lab.pipeline.paper_mini import PaperMiniConfig, run_paper_mini
 
-    try:
+    with reported():
         results = run_paper_mini(load_config(PaperMiniConfig, config, overrides), log=console.log)
-    except USER_ERRORS as err:
-        fail(err)
     console.print(f"results written to [bold]{results}[/] (figures beside it)")

@@ -1,5 +1,5 @@
-"""`r1lab eval ...` and `r1lab eval compare ...`: flags -> EvalConfig -> r1lab.eval; mounted by cli.py with
-`app.add_typer(eval_app, name="eval")`. No evaluation logic lives here."""
+"""`r1lab eval ...` and `r1lab eval compare ...`: flags -> EvalConfig -> r1lab.eval; mounted by r1lab.cli as
+`eval`. No evaluation logic lives here."""
 from __future__ import annotations
 
 import json
@@ -10,24 +10,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from r1lab.cli.errors import reported
 from r1lab.config import ConfigError, load_config
-from r1lab.data import TaskError
-from r1lab.eval import EvalConfig, EvalError, load_summary, run_eval
-from r1lab.eval.report import comparison_table, summary_table
-from r1lab.models import ModelNotFoundError
-from r1lab.rollout.vllm import EngineUnavailable
 
 eval_app = typer.Typer(help="Evaluate a model with R1's protocol: k samples per question, pass@1 ± se, cons@k, pass@k.",
                        no_args_is_help=False)
-USER_ERRORS = (EvalError, TaskError, ConfigError, ModelNotFoundError, EngineUnavailable)
 
 
-def _fail(err: Exception) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {err}", highlight=False)
-    raise typer.Exit(2)
-
-
-def _build_engine(cfg: EvalConfig, engine: str, dtype, device: str):
+def _build_engine(cfg, engine: str, dtype, device: str):
     from r1lab.models import load_model, load_tokenizer
     from r1lab.rollout.factory import ENGINES, make_engine
 
@@ -71,7 +61,10 @@ def evaluate(
                  prompt_field=prompt_field, answer_field=answer_field, verifier=verifier, lenient=lenient,
                  output_dir=output_dir, batch_size=batch_size, seed=seed)
     overrides = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
-    try:
+    from r1lab.eval import EvalConfig, run_eval  # imports torch: here, so that `--help` stays fast
+    from r1lab.eval.report import summary_table
+
+    with reported():
         if task_kwargs is not None:
             try:
                 overrides.append(f"task_kwargs={json.dumps(json.loads(task_kwargs))}")
@@ -80,7 +73,7 @@ def evaluate(
         cfg = load_config(EvalConfig, config, overrides)
         if not cfg.model:
             raise ConfigError("--model is required (or `model:` in --config)")
-        from r1lab.precision import DTYPES  # imports torch: not at module level, so `--help` stays fast
+        from r1lab.precision import DTYPES
 
         if dtype not in DTYPES:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -92,8 +85,6 @@ def evaluate(
             task = progress.add_task(f"{cfg.benchmark} k={cfg.k}", total=None)
             summary = run_eval(cfg, sampler, tokenizer,
                                on_progress=lambda done, total: progress.update(task, completed=done, total=total))
-    except USER_ERRORS as err:
-        _fail(err)
     console.print(summary_table(summary))
     console.print(f"samples and summary.json in {summary['run_dir']}", highlight=False)
 
@@ -101,13 +92,10 @@ def evaluate(
 @eval_app.command("compare")
 def compare(runs: List[Path] = typer.Argument(..., help="eval folders (or their summary.json)")) -> None:
     """One table of several evaluations."""
-    try:
+    from r1lab.eval import load_summary
+    from r1lab.eval.report import comparison_table
+
+    with reported():
         summaries = [load_summary(run) for run in runs]
-    except USER_ERRORS as err:
-        _fail(err)
     # a comparison is wide; below 160 columns rich would squeeze every header to "pa…"
     Console(width=max(Console().width, 160)).print(comparison_table(summaries))
-
-
-if __name__ == "__main__":  # `python -m r1lab.cli_eval ...` until cli.py mounts eval_app
-    eval_app()

@@ -1,6 +1,6 @@
 """`r1lab generate` and `r1lab reject`: flags -> GenerateConfig / RejectionConfig -> r1lab.pipeline.
 
-cli.py registers them (`app.command()(generate)`, `app.command()(reject)`); no logic lives here.
+r1lab.cli registers them; no logic lives here.
 """
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ from typing import Optional
 
 import typer
 
-
-def _user_errors():
-    # imported when a command runs: cli.py imports this module to register the commands
-    from r1lab.cli import USER_ERRORS, console, fail
-    from r1lab.pipeline.teachers import TeacherError
-
-    return (*USER_ERRORS, TeacherError), console, fail
+from r1lab.cli.errors import console, reported
 
 
 def generate(
@@ -36,16 +30,13 @@ def generate(
     from r1lab.config import load_config
     from r1lab.pipeline.generate import GenerateConfig, generate_traces
 
-    errors, console, fail = _user_errors()
     flags = {"teacher": teacher, "base_url": base_url, "api_key": api_key, "endpoint_model": model,
              "task.name": task, "n": n, "limit": limit, "output": output}
     # JSON-quoted so a key or name like "yes" or "123" stays a string when the override is read as YAML
     extra = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
-    try:
+    with reported():
         cfg = load_config(GenerateConfig, config, [*extra, *overrides])
         path = generate_traces(cfg)
-    except errors as err:
-        fail(err)
     console.print(f"traces written to [bold]{path}[/] (rerun the same command to resume or extend)")
 
 
@@ -59,12 +50,9 @@ def reject(
     from r1lab.config import load_config
     from r1lab.pipeline.rejection import RejectionConfig, reject_file, stats_path
 
-    errors, console, fail = _user_errors()
-    try:
+    with reported():
         cfg = load_config(RejectionConfig, config, overrides)
         stats = reject_file(input, output, cfg)
-    except errors as err:
-        fail(err)
     dropped = ", ".join(f"{reason} {count}" for reason, count in stats["dropped"].items() if count) or "none"
     console.print(f"kept {stats['kept']} of {stats['input']} samples ({stats['prompts_with_kept']} of "
                   f"{stats['prompts']} prompts); dropped: {dropped}")
