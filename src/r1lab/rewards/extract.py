@@ -7,8 +7,6 @@ _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)```", re.DOTALL)
 _BARE_BOXED = re.compile(r"[ \t]+([^\s{}$]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-
-
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)")
 # What may stand between boxes that answer together: "\boxed{1}, \boxed{2} and \boxed{3}"
 _BOX_SEPARATOR = re.compile(r"(?:\s|[,;.&$]|\\[(),;\[\] ]|\\\\|\\q?quad|\band\b|\bor\b|\\text\{\s*(?:and|or)?\s*\})*")
