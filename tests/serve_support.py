@@ -20,6 +20,7 @@ SCRIPT = "Two and two make four.\nCheck: 4 - 2 = 2.</think>\n\nThe answer is 4."
 class ScriptedEngine:
     """The real step API (scheduler and session) around a scripted compute step: every row "samples"
     the script's next token, then EOS. So admission, cancellation and finishing are the engine's own.
+    The k-th token of a row (k = 1, 2, ...) has the log-prob `scripted_logprob(k)`.
 
     step_s: seconds each forward step takes; pause_at: after a row has this many tokens, steps wait
     until `resume` is set; fail_once_after: the first session's compute raises once a row has this
@@ -84,7 +85,12 @@ class _ScriptedRunner:
         e.steps += 1
         e.max_live = max(e.max_live, len(rows))
         eos = next(iter(e.eos_ids))
-        return [e.script[len(r.tokens)] if len(r.tokens) < len(e.script) else eos for r in rows], None
+        tokens = [e.script[len(r.tokens)] if len(r.tokens) < len(e.script) else eos for r in rows]
+        return tokens, [scripted_logprob(len(r.tokens) + 1) for r in rows]
+
+
+def scripted_logprob(k: int) -> float:
+    return -k / 8
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:

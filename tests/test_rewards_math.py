@@ -123,3 +123,57 @@ def test_accuracy_reward_by_name_in_score_batch():
     batch = score_batch([r"<answer>\boxed{0.5}</answer>", "<answer>7</answer>"], rows, {"accuracy": 2.0})
     assert batch.total == [2.0, 0.0] and batch.failures == {"accuracy": 0}
     assert get_reward("accuracy") is not None
+
+
+# ---------------------------------------------------------------- Math-Verify's own suite (issue 17)
+@pytest.mark.parametrize("gold, predicted", [
+    ("(p,q)=(3,2)", "(3,2)"),  # the left side names the value: a tuple of unknowns
+    ("|AB|=1", "1"),  # a length
+    ("f(x)=1", "1"),  # a function value
+    ("V_{1}:V_{2}=11:21", "11:21"),  # a ratio of named quantities
+    (r"\frac{NO}{BO}=\frac{1}{\sqrt{6}}", r"\frac{1}{\sqrt{6}}"),
+    (r"\frac{10}{9}", r"\frac{1}{2} = \frac{10}{9}"),  # no unknowns on the left: a computation and its result
+])
+def test_an_equation_whose_left_side_names_the_value_matches_the_value(gold, predicted):
+    assert verify_answer(predicted, gold) == 1.0
+
+
+@pytest.mark.parametrize("gold, predicted", [
+    ("x+z=1", "1"),  # a relation between unknowns is not its right-hand side
+    ("2x=6", "6"),  # x is 3, not 6
+    ("x^2=4", "4"),
+    ("1", "x-y=1"),
+])
+def test_an_equation_relating_unknowns_still_does_not_match_its_right_side(gold, predicted):
+    assert verify_answer(predicted, gold) == 0.0
+
+
+@pytest.mark.parametrize("completion", [
+    r"\boxed{1},\boxed{2},\boxed{3}",
+    r"\boxed{1} and \boxed{2} and \boxed{3}",
+    r"<answer>$\boxed{3} \quad \text{and} \quad \boxed{1}, \boxed{2}$</answer>",
+])
+def test_several_boxes_in_a_row_answer_together(completion):
+    assert verify(completion, r"\{1,2,3\}") == 1.0
+    assert verify(completion, "3") == 0.0  # no longer only the last box
+
+
+def test_a_box_followed_by_a_correction_still_counts_only_the_last():
+    assert verify(r"first \boxed{1}, then I check again: \boxed{3}", "3") == 1.0
+
+
+@pytest.mark.parametrize("predicted, gold, expected", [
+    ("1 000", "1000", 1.0),  # read as 1·000 = 0 before
+    (r"12\,345", "12345", 1.0),
+    ("1 000", "0", 0.0),
+    ("1000,99", "1000.99", 1.0),  # a decimal comma, when the other side is a decimal
+    ("2,5", "2.6", 0.0),
+])
+def test_number_notations(predicted, gold, expected):
+    assert verify_answer(predicted, gold) == expected
+
+
+def test_numbers_too_small_for_floats_are_still_told_apart():
+    # as floats both are 0.0 (1/2004! ~ 1e-5756); the guard compares in sympy's arbitrary-exponent floats
+    assert verify_answer("1/2004!", "1/2006!") == 0.0
+    assert verify_answer(r"\frac{1}{2004!}", "1/2004!") == 1.0

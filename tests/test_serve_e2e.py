@@ -6,17 +6,24 @@ import pytest
 from serve_support import running_server
 
 from r1lab.models import tiny_tokenizer
+from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.llama_forward import UnsupportedModelError
 from r1lab.serve.app import build_service
+from r1lab.serve.protocol import DEFAULT_TOP_P
 
 ASK = [{"role": "system", "content": "Think first."}, {"role": "user", "content": "2+2?"}]
 
 
 @pytest.fixture(scope="module")
-def client(tiny_model_dir):
+def served(tiny_model_dir):
     service = build_service(tiny_model_dir, served_model_name="tiny", default_max_tokens=16)
     with running_server(service) as url:
-        yield openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=30)
+        yield service, openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def client(served):
+    return served[1]
 
 
 def reasoning_of(message) -> str:
@@ -79,3 +86,15 @@ def test_a_model_the_native_engine_cannot_run_is_a_clear_error(tmp_path):
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModelError, match="r1lab serve decodes on the native rollout engine.*'gpt2'"):
         build_service(str(tmp_path))
+
+
+def test_logprobs_are_the_engines_own_for_the_same_seed(served):
+    service, client = served
+    response = client.chat.completions.create(model="tiny", messages=ASK, max_tokens=8, temperature=1.0, seed=9,
+                                              logprobs=True)
+    served_logprobs = [e.logprob for e in response.choices[0].logprobs.content]
+    alone = service.batcher.engine.generate([service.prompt_ids(ASK)], SamplingParams(
+        max_new_tokens=8, temperature=1.0, top_p=DEFAULT_TOP_P, logprobs=True), seeds=[9])[0]
+    assert len(served_logprobs) == response.usage.completion_tokens == len(alone.token_ids)
+    assert served_logprobs == pytest.approx(alone.logprobs, abs=1e-5)
+    assert all(lp <= 0 for lp in served_logprobs)

@@ -139,3 +139,57 @@ def test_chat_page_escapes_the_model_name():
     assert "</script><b>" not in page
     assert 'const MODEL = "x\\u003c/script>\\u003cb>\\"", NEEDS_KEY = true;' in page
     assert "<title>r1lab chat · x&lt;/script&gt;&lt;b&gt;&quot;</title>" in page
+
+
+@pytest.mark.parametrize("field, value", [
+    ("temperature", float("nan")), ("temperature", float("inf")), ("top_p", float("nan")), ("top_p", float("-inf")),
+])
+def test_non_finite_numbers_are_rejected(field, value):
+    err = error_of(body(**{field: value}))
+    assert (err.status, err.param) == (400, field) and "finite" in err.message
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"functions": [{"name": "f"}]}, "functions"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"logprobs": True, "top_logprobs": 2}, "top_logprobs"),
+])
+def test_openai_features_this_server_lacks_are_refused_by_name(fields, param):
+    err = error_of(body(**fields))
+    assert (err.status, err.param, err.code) == (400, param, "unsupported_parameter")
+
+
+def test_asking_for_nothing_unsupported_is_fine():
+    request = parse_chat_request(body(tools=[], tool_choice="none", response_format={"type": "text"},
+                                      logprobs=True, top_logprobs=0))
+    assert request.logprobs
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"top_logprobs": 1}, "top_logprobs"),  # without logprobs: true
+    ({"logprobs": "yes"}, "logprobs"),
+    ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+])
+def test_bad_logprobs_and_reasoning_effort_values(fields, param):
+    assert error_of(body(**fields)).param == param
+
+
+def test_reasoning_effort_is_accepted():
+    assert parse_chat_request(body(reasoning_effort="low")).model == "m"
+
+
+def test_choice_log_probs_cover_every_counted_token_once():
+    tokenizer = tiny_tokenizer()
+    choice = ChoiceText(tokenizer, stop=[], logprobs=True)
+    ids = tokenizer("ab</think>c", add_special_tokens=False)["input_ids"]
+    for k, token in enumerate(ids):
+        choice.on_token(token, -k / 4)
+        if k == 1:
+            assert [e["logprob"] for e in choice.new_logprobs()] == [0.0, -0.25]
+    choice.on_finish("stop")
+    assert [e["logprob"] for e in choice.logprobs] == [-k / 4 for k in range(len(ids))]
+    assert "".join(e["token"] for e in choice.logprobs) == "ab</think>c"
+    assert len(choice.new_logprobs()) == len(ids) - 2  # only those not handed out before
+    assert choice.logprobs[0]["bytes"] == [ord("a")]

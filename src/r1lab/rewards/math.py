@@ -2,11 +2,7 @@
 
 math-verify's own timeout uses SIGALRM, which fails outside the main thread (rewards run in
 threads), so it is disabled and every check runs in a worker process that is killed at the
-deadline. Two guards veto upstream false positives (both only turn a "yes" into a "no"):
-  - numbers: math-verify rounds to 6 decimals, so 1e-7 "equals" 2e-7; we also require a relative
-    difference below 1e-6;
-  - equations: a bare value matches an equation only through its right-hand side when the left
-    side is a single variable (`x = 3` ~ `3`), not `x - y = 0` ~ `0`.
+deadline. Guards (`math_guards`) veto upstream false positives on numbers and equations.
 Argument order matters upstream: the gold answer goes first.
 """
 from __future__ import annotations
@@ -23,16 +19,16 @@ import threading
 import time
 
 from r1lab.rewards.extract import extract_answer
+from r1lab.rewards.math_guards import decimal_comma_as_point, guard_allows, join_spaced_thousands
 
 DEFAULT_TIMEOUT_S = 5.0
 _STARTUP_TIMEOUT_S = 120.0
-_REL_TOL = 1e-6
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 
 
 def _wrap(answer: str) -> str:
     """Delimit a bare answer as LaTeX math: undelimited, math-verify reads `x - y = 0` as the number 0."""
-    answer = answer.strip()
+    answer = join_spaced_thousands(answer.strip())
     return answer if _UNESCAPED_DOLLAR.search(answer) or "\\boxed" in answer else f"${answer}$"
 
 
@@ -42,34 +38,12 @@ def quiet_math_verify() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _as_number(expr) -> float | None:
-    try:
-        if getattr(expr, "is_number", False) and not getattr(expr, "free_symbols", True):
-            value = complex(expr.evalf())
-            return value.real if value.imag == 0 else None
-    except (TypeError, ValueError, AttributeError):
-        return None
-    return None
-
-
-def _guard_allows(gold, pred) -> bool:
-    """False where math-verify is known to say "equal" wrongly for this pair of parsed answers."""
-    import sympy
-
-    g_num, p_num = _as_number(gold), _as_number(pred)
-    if g_num is not None and p_num is not None:
-        return abs(g_num - p_num) <= _REL_TOL * max(abs(g_num), abs(p_num))
-    for eq, other in ((gold, pred), (pred, gold)):
-        if isinstance(eq, sympy.Eq) and not isinstance(other, sympy.Eq) and not isinstance(eq.lhs, sympy.Symbol):
-            return False
-    return True
-
-
 def equivalent(predicted: str, gold: str) -> bool:
     """The check itself, in this process and with no deadline: use `verify_answer` from rewards."""
     from math_verify import parse, verify as mv_verify
 
     quiet_math_verify()
+    predicted, gold = decimal_comma_as_point(predicted, gold), decimal_comma_as_point(gold, predicted)
     gold_parsed = parse(_wrap(gold), parsing_timeout=None)
     pred_parsed = parse(_wrap(predicted), parsing_timeout=None)
     if not gold_parsed or not pred_parsed:
@@ -77,7 +51,7 @@ def equivalent(predicted: str, gold: str) -> bool:
     if not mv_verify(gold_parsed, pred_parsed, timeout_seconds=None):
         return False
     # parse() returns [sympy object, source string]; the guards look at the sympy objects.
-    return _guard_allows(gold_parsed[0], pred_parsed[0])
+    return guard_allows(gold_parsed[0], pred_parsed[0])
 
 
 class _Spawner:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from r1lab.serve import protocol
 from r1lab.serve.batcher import Batcher
+from r1lab.serve.body import DEFAULT_MAX_BODY_BYTES, decode_json, read_body
 from r1lab.serve.errors import ApiError, error_body
 from r1lab.serve.page import render_chat_page
 from r1lab.serve.service import ChatJob, ChatService, ServeConfig
@@ -42,9 +43,16 @@ def create_app(service: ChatService) -> FastAPI:
         return JSONResponse(err.body(), status_code=err.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, err: StarletteHTTPException):
-        kind = "not_found_error" if err.status_code == 404 else "invalid_request_error"
-        return JSONResponse(error_body(str(err.detail), type=kind), status_code=err.status_code)
+    async def _http_error(request: Request, err: StarletteHTTPException):
+        if err.status_code == 404:
+            body = error_body(f"no route {request.url.path!r}: this server has /v1/chat/completions, /v1/models, "
+                              "/health and /", type="not_found_error", code="unknown_route")
+        elif err.status_code == 405:
+            body = error_body(f"{request.method} is not allowed on {request.url.path!r}",
+                              type="invalid_request_error", code="method_not_allowed")
+        else:
+            body = error_body(str(err.detail), type="invalid_request_error")
+        return JSONResponse(body, status_code=err.status_code, headers=getattr(err, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, err: Exception):
@@ -86,13 +94,13 @@ def create_app(service: ChatService) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         authorize(request)
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ApiError(400, f"the request body is not valid JSON: {err}", code="invalid_json") from err
-        chat = protocol.parse_chat_request(body)
-        job = service.start(chat)
+        raw = await read_body(request, config.max_body_bytes)
+        # Decoding and tokenizing a large body take a while: off the loop, so /health and the other
+        # requests' streams keep going meanwhile.
+        chat = protocol.parse_chat_request(await asyncio.to_thread(decode_json, raw))
+        service.check(chat)
+        prompt = await asyncio.to_thread(service.prompt_ids, chat.messages)
+        job = service.start(chat, prompt)
         if chat.stream:
             return StreamingResponse(_sse(job, config.served_model_name), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -106,7 +114,8 @@ async def _collect(job: ChatJob, model: str) -> dict:
         pass
     completion_tokens, reasoning_tokens = job.usage_counts()
     choices = [protocol.completion_choice(i, "".join(c.reasoning),
-                                          "".join(c.content) if c.content is not None else None, c.finish_reason)
+                                          "".join(c.content) if c.content is not None else None, c.finish_reason,
+                                          c.logprobs)
                for i, c in enumerate(job.choices)]
     return protocol.completion(protocol.completion_id(), model, choices,
                                protocol.usage(job.prompt_tokens, completion_tokens, reasoning_tokens))
@@ -147,11 +156,12 @@ async def _sse(job: ChatJob, model: str):
         yield chunk([protocol.chunk_choice(i, {"role": "assistant"}) for i in range(len(job.choices))])
         try:
             async for index, deltas, finish_reason in job.deltas():
-                for channel, text in deltas:
+                choice = job.choices[index]
+                for channel, text in deltas:  # a token's log-prob goes with the first text it shows in
                     delta = protocol.reasoning_fields(text) if channel == "reasoning" else {"content": text}
-                    yield chunk([protocol.chunk_choice(index, delta)])
-                if finish_reason is not None:
-                    yield chunk([protocol.chunk_choice(index, {}, finish_reason)])
+                    yield chunk([protocol.chunk_choice(index, delta, logprobs=choice.new_logprobs())])
+                if finish_reason is not None:  # with the log-probs of tokens that showed no text
+                    yield chunk([protocol.chunk_choice(index, {}, finish_reason, choice.new_logprobs())])
         except ApiError as err:  # the status line is already sent: report in-band, as OpenAI does
             yield _event(err.body())
             return
@@ -167,7 +177,7 @@ async def _sse(job: ChatJob, model: str):
 # ---------------------------------------------------------------- the `r1lab serve` entry point
 def build_service(model_name: str, *, served_model_name: str | None = None, api_key: str | None = None,
                   think_prefill: bool = True, default_max_tokens: int = 1024, max_batch: int = 64,
-                  max_waiting: int = 256) -> ChatService:
+                  max_waiting: int = 256, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ChatService:
     """Load the model onto the native rollout engine (its step API batches the requests); models
     it cannot run (not Llama / Qwen2 / Mistral, see docs/serve.md) raise UnsupportedModelError."""
     from r1lab.models import load_model, load_tokenizer
@@ -183,7 +193,7 @@ def build_service(model_name: str, *, served_model_name: str | None = None, api_
                                     f"runs Llama, Qwen2 and Mistral decoders only: {err}") from err
     name = served_model_name or Path(model_name.rstrip("/")).name
     config = ServeConfig(served_model_name=name, api_key=api_key, think_prefill=think_prefill,
-                         default_max_tokens=default_max_tokens)
+                         default_max_tokens=default_max_tokens, max_body_bytes=max_body_bytes)
     return ChatService(tokenizer, Batcher(engine, max_waiting=max_waiting), config)
 
 

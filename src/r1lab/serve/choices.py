@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from r1lab.serve.detokenize import IncrementalDetokenizer
+from r1lab.serve.protocol import logprob_entry
 from r1lab.serve.reasoning import Channel, ReasoningSplitter, StopCutter
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "cancelled": "stop"}  # engine -> OpenAI
@@ -14,7 +15,8 @@ class ChoiceText:
     would otherwise end a reasoning model's output in its first line of thinking.
     """
 
-    def __init__(self, tokenizer, stop: list[str]) -> None:
+    def __init__(self, tokenizer, stop: list[str], logprobs: bool = False) -> None:
+        self._tokenizer = tokenizer
         self._detokenizer = IncrementalDetokenizer(tokenizer)
         self._splitter = ReasoningSplitter()
         self._stop = StopCutter(stop)
@@ -23,22 +25,34 @@ class ChoiceText:
         self.finish_reason: str | None = None
         self.reasoning: list[str] = []
         self.content: list[str] | None = None  # None until `</think>` arrives
+        # one OpenAI logprob entry per counted token (reasoning and answer), when asked for
+        self.logprobs: list[dict] | None = [] if logprobs else None
+        self._logprobs_sent = 0
 
     @property
     def stopped(self) -> bool:
         return self._stop.stopped
 
-    def on_token(self, token_id: int) -> list[tuple[Channel, str]]:
+    def on_token(self, token_id: int, logprob: float | None = None) -> list[tuple[Channel, str]]:
         if self.finish_reason is not None:
             return []  # tokens decoded after a stop string, before the row noticed its cancellation
         was_reasoning = not self._splitter.in_content
         self.completion_tokens += 1
+        if self.logprobs is not None and logprob is not None:
+            self.logprobs.append(logprob_entry(self._tokenizer.decode([token_id]), logprob))
         deltas = self._route(self._splitter.feed(self._detokenizer.push(token_id)))
         if was_reasoning:
             self.reasoning_tokens = self.completion_tokens
         if self._stop.stopped:
             self.finish_reason = "stop"
         return deltas
+
+    def new_logprobs(self) -> list[dict] | None:
+        """The entries not handed out yet (for the next stream chunk); None when not asked for."""
+        if self.logprobs is None:
+            return None
+        fresh, self._logprobs_sent = self.logprobs[self._logprobs_sent:], len(self.logprobs)
+        return fresh
 
     def on_finish(self, reason: str) -> list[tuple[Channel, str]]:
         if self.finish_reason is not None:

@@ -2,10 +2,13 @@
 
 Validation is a pure function of the JSON body so every bad-parameter rule is unit-testable; each
 failure names the offending field (OpenAI's `param`). Unknown fields are ignored, as OpenAI-
-compatible servers do, so clients that send e.g. `frequency_penalty` still work.
+compatible servers do, so clients that send e.g. `frequency_penalty` still work; known OpenAI
+features this server does not implement (tools, JSON output, top log-probs) are refused with
+`unsupported_parameter` rather than silently ignored.
 """
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ MAX_STOP_STRINGS = 4  # OpenAI's limit
 MAX_CHOICES = 16  # each choice is a decode row; this keeps one request from filling a batch
 # R1's usage advice (R1_SYSTEM.md §5): T = 0.6, top-p 0.95; OpenAI's defaults (1.0, 1.0) make R1 ramble.
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.6, 0.95
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
 
 
 @dataclass
@@ -31,6 +35,7 @@ class ChatRequest:
     seed: int | None = None
     stream: bool = False
     include_usage: bool = False
+    logprobs: bool = False  # the sampled tokens' log-probs in each choice
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float, *, low_open: bool = False) -> float:
@@ -39,6 +44,8 @@ def _number(body: dict, name: str, default: float, low: float, high: float, *, l
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise bad_param(name, f"{name} must be a number, got {type(value).__name__}", "invalid_type")
+    if isinstance(value, float) and not math.isfinite(value):  # 1e999 decodes to inf
+        raise bad_param(name, f"{name} must be a finite number, got {value}")
     too_low = value <= low if low_open else value < low
     if too_low or value > high:
         bracket = "(" if low_open else "["
@@ -108,6 +115,43 @@ def _stop(raw) -> list[str]:
     return [s for s in stops if s]
 
 
+def _unsupported(param: str, what: str) -> ApiError:
+    return bad_param(param, f"{param}: {what} is not supported by this server", "unsupported_parameter")
+
+
+def _refuse_unsupported(body: dict) -> None:
+    """OpenAI features that would change the reply's meaning if ignored: refuse them by name."""
+    for name in ("tools", "functions"):
+        if body.get(name):  # an empty list asks for nothing
+            raise _unsupported(name, "tool/function calling")
+    for name in ("tool_choice", "function_call"):
+        if body.get(name) not in (None, "none"):
+            raise _unsupported(name, "tool/function calling")
+    response_format = body.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        raise _unsupported("response_format", "structured (JSON) output")
+
+
+def _logprobs(body: dict) -> bool:
+    wanted = body.get("logprobs")
+    if wanted is not None and not isinstance(wanted, bool):
+        raise bad_param("logprobs", "logprobs must be a boolean", "invalid_type")
+    top = _integer(body, "top_logprobs", 0, 20)
+    if top is not None and not wanted:
+        raise bad_param("top_logprobs", "top_logprobs needs logprobs: true")
+    if top:
+        raise _unsupported("top_logprobs", "top_logprobs > 0 (the sampler keeps only the chosen token's log-prob)")
+    return bool(wanted)
+
+
+def _check_reasoning_effort(body: dict) -> None:
+    """Validated, then ignored (docs/serve.md): capping the thinking would need the engine to force
+    `</think>` into a running row, which its step API cannot do yet."""
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        raise bad_param("reasoning_effort", f"reasoning_effort must be one of {list(REASONING_EFFORTS)}, got {effort!r}")
+
+
 def parse_chat_request(body) -> ChatRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
@@ -123,6 +167,8 @@ def parse_chat_request(body) -> ChatRequest:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_param("stream", "stream must be a boolean", "invalid_type")
+    _refuse_unsupported(body)
+    _check_reasoning_effort(body)
     return ChatRequest(
         model=model,
         messages=_messages(body.get("messages")),
@@ -134,6 +180,7 @@ def parse_chat_request(body) -> ChatRequest:
         seed=_integer(body, "seed", -(2**63), 2**63 - 1),
         stream=stream,
         include_usage=bool((options or {}).get("include_usage", False)),
+        logprobs=_logprobs(body),
     )
 
 
@@ -160,8 +207,17 @@ def chunk(cid: str, created: int, model: str, choices: list[dict], usage_: dict 
     return body
 
 
-def chunk_choice(index: int, delta: dict, finish_reason: str | None = None) -> dict:
-    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+def logprob_entry(text: str, logprob: float) -> dict:
+    """One token in OpenAI's `logprobs.content` list (no alternatives: `top_logprobs` stays empty)."""
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8")), "top_logprobs": []}
+
+
+def logprobs_field(entries: list[dict] | None) -> dict | None:
+    return None if entries is None else {"content": entries, "refusal": None}
+
+
+def chunk_choice(index: int, delta: dict, finish_reason: str | None = None, logprobs: list[dict] | None = None) -> dict:
+    return {"index": index, "delta": delta, "logprobs": logprobs_field(logprobs), "finish_reason": finish_reason}
 
 
 def completion(cid: str, model: str, choices: list[dict], usage_: dict) -> dict:
@@ -169,6 +225,7 @@ def completion(cid: str, model: str, choices: list[dict], usage_: dict) -> dict:
             "choices": choices, "usage": usage_}
 
 
-def completion_choice(index: int, reasoning: str, content: str | None, finish_reason: str) -> dict:
+def completion_choice(index: int, reasoning: str, content: str | None, finish_reason: str,
+                      logprobs: list[dict] | None = None) -> dict:
     message = {"role": "assistant", "content": content, **reasoning_fields(reasoning)}
-    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+    return {"index": index, "message": message, "logprobs": logprobs_field(logprobs), "finish_reason": finish_reason}

@@ -10,6 +10,7 @@ from typing import AsyncIterator
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.scheduler import Row
 from r1lab.serve.batcher import Batcher, QueueFull
+from r1lab.serve.body import DEFAULT_MAX_BODY_BYTES
 from r1lab.serve.choices import ChoiceText
 from r1lab.serve.errors import ApiError, bad_param
 from r1lab.serve.protocol import ChatRequest
@@ -24,6 +25,7 @@ class ServeConfig:
     api_key: str | None = None  # None: no auth
     think_prefill: bool = True  # open every reply with "<think>\n" so the model does not skip thinking
     default_max_tokens: int = 1024  # when a request sets no max_tokens (bounded by the context)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # larger request bodies get 413
 
 
 class ChatService:
@@ -51,16 +53,23 @@ class ChatService:
                            param="messages", code="context_length_exceeded")
         return asked
 
-    def start(self, request: ChatRequest) -> "ChatJob":
+    def check(self, request: ChatRequest) -> None:
+        """What can be refused before the (slow, off-loop) tokenizing."""
         if request.model != self.config.served_model_name:
             raise ApiError(404, f"the model {request.model!r} does not exist; this server serves "
                                 f"{self.config.served_model_name!r}", param="model", code="model_not_found")
         if request.n > self.batcher.max_rows:
             raise bad_param("n", f"n must be <= {self.batcher.max_rows} on this server, got {request.n}")
-        prompt = self.prompt_ids(request.messages)
+
+    def start(self, request: ChatRequest, prompt: list[int] | None = None) -> "ChatJob":
+        """Queue the request's rows; `prompt` is `prompt_ids(request.messages)`, computed here if not given.
+        Runs on the event loop (the job's events are posted to it)."""
+        self.check(request)
+        if prompt is None:
+            prompt = self.prompt_ids(request.messages)
         # No engine-side stop strings: they would cut the reasoning too; ChoiceText cuts the answer.
         params = SamplingParams(max_new_tokens=self.max_new_tokens(request, len(prompt)),
-                                temperature=request.temperature, top_p=request.top_p, logprobs=False)
+                                temperature=request.temperature, top_p=request.top_p, logprobs=request.logprobs)
         job = ChatJob(self.tokenizer, request, prompt, params, self.batcher.engine.eos_ids)
         try:
             self.batcher.submit(job.rows)
@@ -84,15 +93,18 @@ class ChatJob:
         self.request, self.prompt_tokens, self._eos_ids = request, len(prompt), eos_ids
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue = asyncio.Queue()
-        self.choices = [ChoiceText(tokenizer, request.stop) for _ in range(request.n)]
+        self.choices = [ChoiceText(tokenizer, request.stop, request.logprobs) for _ in range(request.n)]
         self.rows = [Row(prompt, params, _row_seed(request.seed, i),
                          on_token=partial(self._post, i, "token"), on_finish=partial(self._post, i, "finish"))
                      for i in range(request.n)]
 
     def _post(self, index: int, kind: str, value) -> None:
         """Called on the engine's thread: hand the event to this request's event loop."""
-        if kind == "token" and value in self._eos_ids:
-            return  # EOS ends the row (its finish follows); it is neither text nor a counted token
+        if kind == "token":
+            if value in self._eos_ids:
+                return  # EOS ends the row (its finish follows); it is neither text nor a counted token
+            row = self.rows[index]  # its log-prob of this token is recorded before on_token is called
+            value = (value, row.logprobs[-1] if row.params.logprobs and row.logprobs else None)
         try:
             self._loop.call_soon_threadsafe(self._events.put_nowait, (index, kind, value))
         except RuntimeError:  # the event loop is closed (server shutting down): nobody is listening
@@ -115,7 +127,7 @@ class ChatJob:
                     continue
                 choice = self.choices[index]
                 if kind == "token":
-                    deltas = choice.on_token(value)
+                    deltas = choice.on_token(*value)
                     if choice.stopped:
                         self.rows[index].cancel()
                 elif value == "error":
