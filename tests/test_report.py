@@ -338,3 +338,13 @@ if __name__ == "__main__":
         real = Path(__file__).parents[1] / "runs" / "zero_smollm2"
         runs = [real] if (real / "metrics.jsonl").is_file() else [make_run(Path(tmp) / "synthetic")]
         take_screenshot(runs, Path(__file__).parents[1] / "docs" / "report.png", Path(tmp))
+
+
+def test_rewards_per_function_table_shows_mean_std_and_failures(tmp_path):
+    run = RunDir(tmp_path / "r")
+    for step, (mean, std, failed) in enumerate([(0.2, 0.1, 1.0), (0.5, 0.25, 2.0)], 1):
+        run.log_metrics(step, {"reward/total": mean, "reward/total_std": std, "reward/my_rewards.fn": mean,
+                               "reward/my_rewards.fn_std": std, "reward/my_rewards.fn_failures": failed})
+    html = render_report([load_run(tmp_path / "r")])
+    assert "<td><code>reward/my_rewards.fn</code></td><td>0.5</td><td>0.25</td><td>3</td>" in html
+    assert "<code>reward/total</code>" not in html.split("Rewards per function")[1].split("</table>")[0]

@@ -1,10 +1,10 @@
-"""Registry and batch scoring: rewards by name, weights, and failures that score 0 and are counted."""
+"""Registry and batch scoring: rewards by name, weights, and failures that stop the batch or (by policy) score 0."""
 import threading
 import time
 
 import pytest
 
-from r1lab.rewards import get_reward, register_reward, score_batch
+from r1lab.rewards import RewardError, get_reward, register_reward, score_batch
 from r1lab.rewards.extract import extract_answer, last_boxed, last_number, tagged_answer
 
 _release = threading.Event()
@@ -31,15 +31,22 @@ def test_weights_combine_rewards_by_name():
     assert batch.total == [1.0, 2.0] and batch.per_reward["test_registry_length"] == [2.0, 4.0]
 
 
-def test_a_raising_reward_scores_zero_and_is_counted():
-    batch = score_batch(["a", "b"], [{}, {}], {"test_registry_raises": 1.0, "test_registry_length": 1.0})
+def test_a_raising_reward_stops_the_batch_naming_reward_and_sample():
+    with pytest.raises(RewardError, match=r"reward 'test_registry_raises' failed on sample 0 \(row id 'r0'\): "
+                                          r"raised RuntimeError: broken reward"):
+        score_batch(["a"], [{"id": "r0"}], {"test_registry_raises": 1.0})
+
+
+def test_a_raising_reward_scores_zero_and_is_counted_under_the_zero_policy():
+    batch = score_batch(["a", "b"], [{}, {}], {"test_registry_raises": 1.0, "test_registry_length": 1.0},
+                        on_error="zero")
     assert batch.total == [1.0, 1.0] and batch.failures == {"test_registry_raises": 2, "test_registry_length": 0}
 
 
 def test_a_hanging_reward_times_out_without_blocking_the_batch():
     start = time.monotonic()
     try:
-        batch = score_batch(["a"], [{}], {"test_registry_hangs": 1.0}, timeout=0.3)
+        batch = score_batch(["a"], [{}], {"test_registry_hangs": 1.0}, timeout=0.3, on_error="zero")
     finally:
         _release.set()
     assert batch.total == [0.0] and batch.failures == {"test_registry_hangs": 1}

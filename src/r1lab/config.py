@@ -151,9 +151,25 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     data = apply_overrides(data, list(overrides))
     prefix = f"{source}: " if source else ""
     try:
-        return _build(cls, data, "")
+        cfg = _build(cls, data, "")
     except ConfigError as err:
         raise ConfigError(prefix + str(err)) from None
+    if path is not None:
+        _mark_config_dir(cfg, path.resolve().parent)
+    return cfg
+
+
+def _mark_config_dir(cfg: Any, folder: Path) -> None:
+    """Remember the recipe's folder on the config and every nested config (not a field: never saved)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        object.__setattr__(cfg, "_config_dir", folder)
+        for f in dataclasses.fields(cfg):
+            _mark_config_dir(getattr(cfg, f.name), folder)
+
+
+def config_dir(cfg: Any) -> Path | None:
+    """The folder of the recipe file `cfg` was loaded from: user files (`my_rewards.py:fn`) are found there first."""
+    return getattr(cfg, "_config_dir", None)
 
 
 def to_dict(cfg: Any) -> dict:

@@ -48,15 +48,19 @@ class Task:
 
 @dataclass
 class TaskConfig:
-    """Which task to train/evaluate on. `source` picks the loader; the other fields are its arguments."""
+    """Which task to train/evaluate on. `source` picks the loader (data/registry.py); the rest are its arguments."""
 
-    source: str = "reasoning_gym"  # reasoning_gym | gsm8k | jsonl | math500 | aime24
-    name: str = "chain_sum"  # reasoning-gym dataset name (ignored by file sources)
-    path: str = ""  # data file for gsm8k / jsonl / benchmark overrides
-    kwargs: dict[str, Any] = field(default_factory=dict)  # reasoning-gym dataset options
+    # reasoning_gym | gsm8k | math500 | aime24 | humaneval | jsonl | hf, a reasoning-gym dataset name,
+    # a Hub id, or the user's own task: package.module:function / path/to/file.py:function
+    source: str = "reasoning_gym"
+    name: str = "chain_sum"  # reasoning-gym dataset name (ignored by other sources)
+    path: str = ""  # hf / jsonl: Hub id, datasets folder or data file; gsm8k / benchmarks: a file instead of the bundled one
+    kwargs: dict[str, Any] = field(default_factory=dict)  # reasoning-gym dataset options; a user task's keyword arguments
     train_size: int = 2000
     test_size: int = 200
     seed: int = 0
-    prompt_field: str = "prompt"  # jsonl only
-    answer_field: str = "answer"  # jsonl only
-    verifier: str = ""  # jsonl: override the verifier (default "math")
+    split: str = ""  # hf: which split of a Hub dataset or saved DatasetDict ("" = train)
+    prompt_field: str = ""  # hf / jsonl / user rows: question column, dotted for nested ("" guesses prompt, question, problem)
+    answer_field: str = ""  # hf / jsonl / user rows: gold answer column, dotted ("" = answer)
+    transform: str = ""  # hf / jsonl / user rows: module:function or file.py:function, record -> record (None drops it)
+    verifier: str = ""  # override every row's verifier (default: the row's own, else "math")

@@ -64,14 +64,29 @@ def _download(dataset_id: str, fmt: HubFormat, target: Path) -> None:
     os.replace(tmp, target)  # a half-written cache never looks complete
 
 
-def hub_rows(dataset_id: str, prompt_field: str = "", answer_field: str = "", verifier: str = "math",
-             split: str = "") -> list[Row]:
-    fmt = KNOWN.get(dataset_id, HubFormat(split or "test", "fields"))
-    if split:
-        fmt = HubFormat(split, fmt.reader, fmt.prompt_field, fmt.answer_field, fmt.config)
+def hub_file(dataset_id: str, split: str = "") -> Path:
+    """The cached JSONL copy of a Hub dataset's split (downloaded on first use); default split: the known
+    one for the ids in KNOWN, else "train"."""
+    return _cached(dataset_id, _format(dataset_id, split))
+
+
+def _format(dataset_id: str, split: str) -> HubFormat:
+    fmt = KNOWN.get(dataset_id, HubFormat("train", "fields"))
+    return HubFormat(split, fmt.reader, fmt.prompt_field, fmt.answer_field, fmt.config) if split else fmt
+
+
+def _cached(dataset_id: str, fmt: HubFormat) -> Path:
     path = _cache_file(dataset_id, fmt)
     if not path.is_file():
         _download(dataset_id, fmt, path)
+    return path
+
+
+def hub_rows(dataset_id: str, prompt_field: str = "", answer_field: str = "", verifier: str = "math",
+             split: str = "") -> list[Row]:
+    """Rows of a known benchmark id in its own format (GSM8K's '####' answers, HumanEval's tests)."""
+    fmt = _format(dataset_id, split)
+    path = _cached(dataset_id, fmt)
     if fmt.reader == "gsm8k":
         return gsm8k_rows(path, "test")
     if fmt.reader == "humaneval":

@@ -1,26 +1,13 @@
-"""Task loaders: reasoning-gym by name, GSM8K, generic prompt/answer JSONL, bundled benchmarks."""
+"""Row readers of the built-in sources: reasoning-gym by name, GSM8K's '####' answers, prompt/answer JSONL.
+
+They register as task sources in data/builtin.py; datasets (Parquet, CSV, Hub, ...) are in data/tables.py.
+"""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from r1lab.data.base import Row, Task, TaskConfig, TaskError
 from r1lab.data.files import read_jsonl, text_field
-
-# The repository's data/ folder (vendored copies of ../shared/data; see data/SOURCES.md).
-DATA_DIR = Path(__file__).resolve().parents[3] / "data"
-BUNDLED = {
-    "gsm8k": ("train/gsm8k_train.jsonl", "benchmarks/gsm8k.jsonl"),
-    "math500": (None, "benchmarks/math500.jsonl"),
-    "aime24": (None, "benchmarks/aime24.jsonl"),
-}
-
-
-def _data_file(relative: str) -> Path:
-    path = DATA_DIR / relative
-    if not path.is_file():
-        raise TaskError(f"bundled data file {path} is missing; pass task.path=<file> instead")
-    return path
 
 
 def reasoning_gym_task(cfg: TaskConfig) -> Task:
@@ -85,38 +72,3 @@ def jsonl_rows(path: str | Path, prompt_field: str, answer_field: str, verifier:
                         answer=text_field(rec, answer_field, where), verifier=verifier,
                         metadata={k: v for k, v in rec.items() if k not in (prompt_field, answer_field)}))
     return rows
-
-
-def _split(rows: list[Row], cfg: TaskConfig) -> tuple[list[Row], list[Row]]:
-    """Held-out = a seeded sample; train = the rest with held-out questions removed."""
-    if not rows:
-        raise TaskError(f"{cfg.path}: no rows (an empty task file)")
-    order = list(range(len(rows)))
-    random.Random(cfg.seed).shuffle(order)
-    test = [rows[i] for i in order[: cfg.test_size]]
-    held = {r["question"] for r in test}
-    train = [rows[i] for i in order[cfg.test_size:] if rows[i]["question"] not in held][: cfg.train_size]
-    return train, test
-
-
-def load_task(cfg: TaskConfig) -> Task:
-    if cfg.source == "reasoning_gym":
-        return reasoning_gym_task(cfg)
-    if cfg.source == "gsm8k":
-        if cfg.path:  # one file: split it
-            train, test = _split(gsm8k_rows(cfg.path, "all"), cfg)
-        else:  # bundled: train file for training, the official test split held out
-            train = gsm8k_rows(_data_file(BUNDLED["gsm8k"][0]), "train")[: cfg.train_size]
-            test = gsm8k_rows(_data_file(BUNDLED["gsm8k"][1]), "test")[: cfg.test_size]
-        return Task("gsm8k", train, test)
-    if cfg.source in ("math500", "aime24"):
-        path = cfg.path or _data_file(BUNDLED[cfg.source][1])
-        rows = jsonl_rows(path, "problem", "answer", "math", cfg.source)
-        return Task(cfg.source, [], rows[: cfg.test_size] if cfg.test_size else rows)
-    if cfg.source == "jsonl":
-        if not cfg.path:
-            raise TaskError("task.source=jsonl needs task.path=<file.jsonl>")
-        rows = jsonl_rows(cfg.path, cfg.prompt_field, cfg.answer_field, cfg.verifier or "math", Path(cfg.path).stem)
-        train, test = _split(rows, cfg)
-        return Task(Path(cfg.path).stem, train, test)
-    raise TaskError(f"task.source={cfg.source!r}: expected one of reasoning_gym, gsm8k, jsonl, math500, aime24")

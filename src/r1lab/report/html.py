@@ -7,7 +7,8 @@ from typing import Sequence
 
 from r1lab.eval.aha import DEFAULT_LEXICON
 from r1lab.report.assets import CSS, JS
-from r1lab.report.load import GROUP_TITLES, RunData, grouped_keys, is_count_companion, n_key, wilson
+from r1lab.report.load import (GROUP_TITLES, RunData, grouped_keys, is_count_companion, n_key,
+                               reward_summaries, wilson)
 from r1lab.report.plots import COLORS, TIME_PARTS, Line, metric_chart, time_split_chart
 from r1lab.report.samples import aha_payload, browser_payload
 
@@ -58,6 +59,16 @@ def _overview(runs: list[RunData]) -> str:
                      _fmt(sum(seconds) / 60) + " min" if seconds else "-"])
     return _table(["run", "directory", "last step", "last reward/total", "last eval/accuracy (95% Wilson)",
                    "logged samples", "time"], rows)
+
+
+def _rewards(runs: list[RunData]) -> str:
+    """Each reward function's last-step mean and std, and its failed samples over the run."""
+    rows = [[escape(run.name), f"<code>reward/{escape(name)}</code>", _fmt(mean), _fmt(std), str(int(failures))]
+            for run in runs for name, mean, std, failures in reward_summaries(run)]
+    if not rows:
+        return ""
+    return "<h3>Rewards per function (last step)</h3>" + _table(
+        ["run", "reward", "mean", "std", "failed samples (all steps)"], rows, "num")
 
 
 def _accuracy(runs: list[RunData]) -> str:
@@ -220,7 +231,7 @@ def render_report(runs: list[RunData], lexicon: Sequence[str] = DEFAULT_LEXICON)
 <body>
 <header><h1>{escape(title)}</h1><nav>{nav_html}</nav></header>
 <main>
-<section id="overview"><h2>Overview</h2>{_overview(runs)}</section>
+<section id="overview"><h2>Overview</h2>{_overview(runs)}{_rewards(runs)}</section>
 <section id="accuracy"><h2>Accuracy, with n and 95% intervals</h2>{_accuracy(runs)}</section>
 <section id="curves"><h2>Curves</h2>{curves}</section>
 <section id="samples"><h2>Samples</h2>

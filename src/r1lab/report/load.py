@@ -134,6 +134,23 @@ def grouped_keys(keys: list[str]) -> list[tuple[str, list[str]]]:
     return [(g, sorted(groups[g], key=lambda k: (rank.get(k, len(rank)), k))) for g in order]
 
 
+def reward_summaries(run: RunData) -> list[tuple[str, float, float, float]]:
+    """(name, last mean, last std, failures over all steps) per reward function, from the trainer's
+    `reward/<name>`, `reward/<name>_std` and `reward/<name>_failures`."""
+    keys = set(run.metric_keys())
+    out = []
+    for key in sorted(keys):
+        name = key.removeprefix("reward/")
+        if not key.startswith("reward/") or f"{key}_std" not in keys or name == "total":
+            continue
+        _, means = run.series(key)
+        _, stds = run.series(f"{key}_std")
+        _, failures = run.series(f"{key}_failures")
+        if means:
+            out.append((name, means[-1], stds[-1] if stds else math.nan, sum(failures)))
+    return out
+
+
 def wilson(value: float, n: float) -> tuple[int, int, float, float] | None:
     """(successes, n, low, high) for a rate measured on n trials, or None when n is not a positive count."""
     trials = int(round(n))

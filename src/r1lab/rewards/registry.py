@@ -2,11 +2,15 @@
 
 A reward is a plain function `(completion: str, **row) -> float`; `completion` is the whole reply
 (prefill included), `row` the task row (question, answer, verifier, metadata). A verifier scores an
-already-extracted answer for one row: `(predicted: str | None, row) -> float`; rows name theirs.
+already-extracted answer for one row: `(predicted: str | None, row) -> float`; rows name theirs, by a
+registered name or a `module:function` / `file.py:function` reference. Rewards from the user's own
+files (and the batched contract) are loaded by `rewards.loading`.
 """
 from __future__ import annotations
 
 from typing import Callable
+
+from r1lab.refs import is_reference, resolve_callable
 
 RewardFn = Callable[..., float]
 VerifierFn = Callable[[str | None, dict], float]
@@ -36,6 +40,8 @@ def get_reward(name: str) -> RewardFn:
 
 
 def get_verifier(name: str) -> VerifierFn:
+    if name not in _VERIFIERS and is_reference(name):
+        return resolve_callable(name)
     if name not in _VERIFIERS:
         raise KeyError(f"unknown verifier {name!r}; registered: {', '.join(sorted(_VERIFIERS))}")
     return _VERIFIERS[name]

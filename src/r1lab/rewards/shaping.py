@@ -1,8 +1,8 @@
 """Shaping rewards from R1 and its successors: tag counts, language consistency, length, repetition.
 
-Lengths are in tokens: the row's `completion_tokens` when the trainer supplies it, else an estimate
-of UTF-8 bytes / 4 (about right for English BPE vocabularies; a CJK character is 3 bytes, ~0.75
-token). Parameterised rewards are built by `make_*` factories; the registered names use the
+Lengths are in tokens: the row's `completion_tokens`, the real count of generated tokens that the
+trainer passes (score_batch's `completion_ids`); called without it (a notebook, a log), an estimate of
+UTF-8 bytes / 4 (about right for English BPE vocabularies; a CJK character is 3 bytes, ~0.75 token). Parameterised rewards are built by `make_*` factories; the registered names use the
 defaults below, and another setting is one line in your own file:
     register_reward("overlong_8k")(make_overlong_penalty(max_len=8192, cache_len=2048))
 """

@@ -87,7 +87,10 @@ class ZeroConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    # keys: a registered name, package.module:function or path/to/file.py:function (beside the recipe, then cwd)
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
+    # a reward that raises, times out or returns NaN / a non-number: stop (error), score 0 (zero) or leave it out (skip)
+    reward_errors: Literal["error", "zero", "skip"] = "error"
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     run: RunConfig = field(default_factory=RunConfig)
     engine: str = "hf"  # rollout backend: hf (transformers generate) | native (r1lab's engine) | vllm (GPU)

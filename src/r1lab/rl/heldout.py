@@ -29,7 +29,9 @@ def heldout_records(engine: Engine, tokenizer, rows: list[Row], prompt: PromptCo
         completions += engine.generate(prompts[start : start + batch_size], params,
                                        [seed * 1_000_003 + i for i in indices[start : start + batch_size]])
     texts = [full_completion(c.text, prompt) for c in completions]
-    scores = score_batch(texts, [rows[i] for i in indices], EVAL_REWARDS).per_reward
+    # A verifier that times out on one held-out reply scores it 0 (counted), as eval does, rather than ending the run.
+    scores = score_batch(texts, [rows[i] for i in indices], EVAL_REWARDS, on_error="zero",
+                         completion_ids=[c.token_ids for c in completions]).per_reward
     return [{"index": i, **{name: scores[name][j] for name in EVAL_REWARDS}, "length": len(completions[j].token_ids)}
             for j, i in enumerate(indices)]
 

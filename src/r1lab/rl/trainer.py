@@ -15,14 +15,14 @@ import numpy as np
 import torch
 
 from r1lab import dist
-from r1lab.config import to_yaml
+from r1lab.config import config_dir, to_yaml
 from r1lab.data import Row, load_task
 from r1lab.data.order import epoch_order as prompt_indices
 from r1lab.data.prompts import full_completion, render
 from r1lab.eval.aha import aha_step_metrics
 from r1lab.models import load_model, load_tokenizer, load_trainable
 from r1lab.optim import make_optimizer
-from r1lab.rewards import get_reward, score_batch
+from r1lab.rewards import applicable_mean, load_rewards, reward_metrics, score_batch
 from r1lab.rl.batch import group_micro_batches, micro_batches, pack, pack_groups, score_groups, score_sequences
 from r1lab.rl.config import ZeroConfig
 from r1lab.rl.grpo import LossNormalizers, group_advantages, policy_loss
@@ -88,7 +88,7 @@ class StepData:
     truncated: list[bool]
     rewards: dict[str, list[float]] = field(default_factory=dict)
     total: list[float] = field(default_factory=list)
-    failures: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # failed samples per reward
     positions: list[int] = field(default_factory=list)  # place in the global batch: prompt j, sample k -> j*G + k
 
 
@@ -164,10 +164,11 @@ class GRPOTrainer:
                         [c.truncated for c in completions], positions=positions)
 
     def score(self, data: StepData) -> None:
-        batch = score_batch(data.texts, data.rows, self.reward_weights)
+        batch = score_batch(data.texts, data.rows, self.reward_weights, completion_ids=data.completion_ids,
+                            on_error=self.cfg.reward_errors, base_dir=config_dir(self.cfg))
         data.rewards = batch.per_reward
         data.total = batch.total
-        data.failures = sum(batch.failures.values())
+        data.failures = batch.failures
 
     def train_on(self, data: StepData) -> dict[str, float]:
         g, policy = self.cfg.grpo, self.policy
@@ -276,7 +277,7 @@ class GRPOTrainer:
         parts = dist.all_gather_objects((data.positions, columns, data.failures))
         order = sorted((p, r, i) for r, (positions, _, _) in enumerate(parts) for i, p in enumerate(positions))
         merged: dict[str, list] = {k: [parts[r][1][k][i] for _, r, i in order] for k in columns}
-        merged["failures"] = sum(part[2] for part in parts)
+        merged["failures"] = {n: sum(part[2].get(n, 0) for part in parts) for n in data.failures}
         return merged
 
     def train_step(self) -> dict[str, float]:
@@ -300,11 +301,11 @@ class GRPOTrainer:
         metrics = {
             "reward/total": float(np.mean(every["total"])),
             "reward/total_std": float(grouped.std(1).mean()) if g.group_size > 1 else 0.0,
-            **{f"reward/{n}": float(np.mean(every[f"reward/{n}"])) for n in data.rewards if n in self.cfg.rewards},
-            "train/accuracy": float(np.mean(every["reward/accuracy"])),
-            "train/accuracy_lenient": float(np.mean(every["reward/accuracy_lenient"])),
-            "train/format": float(np.mean(every["reward/format"])),
-            "reward/failures": float(every["failures"]),
+            **reward_metrics({n: every[f"reward/{n}"] for n in self.cfg.rewards}, every["failures"]),
+            "train/accuracy": applicable_mean(every["reward/accuracy"]),
+            "train/accuracy_lenient": applicable_mean(every["reward/accuracy_lenient"]),
+            "train/format": applicable_mean(every["reward/format"]),
+            "reward/failures": float(sum(every["failures"].values())),
             "completion/length_mean": float(np.mean(lengths)),
             "completion/length_p90": float(np.percentile(lengths, 90)),
             "completion/length_max": float(max(lengths)),
@@ -321,7 +322,7 @@ class GRPOTrainer:
 
     def _aha_lens(self, step: int, every: dict[str, list]) -> dict[str, float]:
         """Reflection-phrase rates and their link to correctness; "aha" candidates go to aha.jsonl."""
-        metrics, candidates = aha_step_metrics(every["text"], [a >= 1.0 for a in every["reward/accuracy"]])
+        metrics, candidates = aha_step_metrics(every["text"], [(a or 0.0) >= 1.0 for a in every["reward/accuracy"]])
         self.run.log_records("aha.jsonl", step, [{
             "id": every["row"][i]["id"], "question": every["row"][i]["question"], "answer": every["row"][i]["answer"],
             "completion": every["text"][i], "reward": every["total"][i]} for i in candidates])
@@ -387,18 +388,14 @@ def train_zero(cfg: ZeroConfig, resume: bool = False, progress: bool = True) -> 
     precision.agree_across_ranks()  # "auto" precision: rank 0's measurement for every rank
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    for name in cfg.rewards:
-        try:
-            get_reward(name)
-        except KeyError as err:
-            raise ValueError(f"rewards.{name}: {err.args[0]}") from None
+    load_rewards(cfg.rewards, config_dir(cfg))  # resolved before anything is written: a bad reference leaves no run
+    task = load_task(cfg.task)
     if cfg.grpo.prompts_per_step < dist.world_size():
         raise ValueError(f"grpo.prompts_per_step={cfg.grpo.prompts_per_step} must be at least the number of ranks "
                          f"({dist.world_size()}): each rank samples whole groups")
     if cfg.fsdp and cfg.model.lora_r > 0:
         raise ValueError("fsdp: not supported with LoRA (model.lora_r > 0); its few trainable weights suit DDP")
     with removed_on_failure(cfg.run.output_dir, is_writer=dist.rank() == 0):  # no empty run dir if setup fails
-        task = load_task(cfg.task)
         task.require_train(cfg.task)
         run = RunDir(cfg.run.output_dir, rank=dist.rank(), tensorboard=cfg.run.tensorboard)
         checkpoint = open_run(run, cfg, resume)
