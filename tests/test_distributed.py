@@ -20,6 +20,7 @@ import yaml
 from safetensors.torch import load_file
 
 from r1lab.config import load_config
+from r1lab.resources import DATA, RECIPES
 from r1lab.rewards import register_reward
 from r1lab.rl.config import ZeroConfig
 
@@ -244,7 +245,6 @@ def test_vllm_without_a_gpu_is_a_clear_error(monkeypatch):
 
 
 # ---------------------------------------------------------------- staged recipes (r1lab pipeline, r1lab distill)
-ROOT = HERE.parents[1]
 R1_STAGES = ["0_base", "1_cold_start", "2_reasoning_rl", "3_rejection", "4_sft", "5_final_rl"]
 TIMINGS = ("seconds", "train_seconds")  # wall time each rank measured itself: informational only
 
@@ -253,8 +253,8 @@ def r1_settings(model_dir, out: Path) -> list[str]:
     """recipes/r1_tiny.yaml as it is (~15 s on one process), on the session's tiny model. Its engine is already
     `native`, which gives every sample its own seed: held-out evaluation and rejection sampling (rank 0 only)
     and GRPO sampling (each rank its own prompts) give the same tokens whatever the rank count."""
-    return [f"model={model_dir}", f"output_dir={out}", f"task.path={ROOT / 'data/tiny/sevens.jsonl'}",
-            f"cold_start.data={ROOT / 'data/tiny/sevens_cold_start.jsonl'}", "threads=1"]
+    return [f"model={model_dir}", f"output_dir={out}", f"task.path={DATA / 'tiny/sevens.jsonl'}",
+            f"cold_start.data={DATA / 'tiny/sevens_cold_start.jsonl'}", "threads=1"]
 
 
 def staged_on_two_ranks(command: list[str], sets: list[str], records: Path) -> None:
@@ -295,7 +295,7 @@ def r1_one_rank(tiny_model_dir, tmp_path_factory):
     from r1lab.pipeline.r1 import run_r1
 
     out = tmp_path_factory.mktemp("r1-one-rank") / "r1"
-    run_r1(load_config(R1Config, ROOT / "recipes" / "r1_tiny.yaml", r1_settings(tiny_model_dir, out)),
+    run_r1(load_config(R1Config, RECIPES / "r1_tiny.yaml", r1_settings(tiny_model_dir, out)),
            progress=False, log=lambda _: None)
     return out
 
@@ -311,7 +311,7 @@ def test_r1_pipeline_on_two_ranks_runs_every_stage_and_only_rank0_writes(r1_one_
     rejection stage (one flipped token changes the SFT set): stages 2, 4 and 5 end up 3e-5 to 4e-4 apart.
     With identical inputs each training stage is rank-count invariant: see the next test."""
     out = tmp_path / "r1"
-    staged_on_two_ranks(["pipeline", str(ROOT / "recipes" / "r1_tiny.yaml")], r1_settings(tiny_model_dir, out),
+    staged_on_two_ranks(["pipeline", str(RECIPES / "r1_tiny.yaml")], r1_settings(tiny_model_dir, out),
                         tmp_path / "records")
     for name in R1_STAGES:
         assert (out / name / "stage.json").is_file(), name
@@ -349,7 +349,7 @@ def test_r1_pipeline_rl_stages_on_two_ranks_match_one_rank(r1_one_rank, tiny_mod
     for name in ("2_reasoning_rl", "5_final_rl"):
         shutil.rmtree(out / name)
     (out / "summary.json").unlink()
-    staged_on_two_ranks(["pipeline", str(ROOT / "recipes" / "r1_tiny.yaml")], r1_settings(tiny_model_dir, out),
+    staged_on_two_ranks(["pipeline", str(RECIPES / "r1_tiny.yaml")], r1_settings(tiny_model_dir, out),
                         tmp_path / "records")
     assert files(out) == files(r1_one_rank)
     for name in ("2_reasoning_rl", "5_final_rl"):
@@ -367,7 +367,7 @@ def test_distill_on_two_ranks_matches_one_rank(tiny_model_dir, tmp_path):
     def settings(out: Path) -> list[str]:
         return [
             f"teacher.model={tiny_model_dir}", f"student={tiny_model_dir}", f"output_dir={out}", "engine=native",
-            "task.source=jsonl", f"task.path={ROOT / 'data/tiny/sevens.jsonl'}", "task.test_size=8",
+            "task.source=jsonl", f"task.path={DATA / 'tiny/sevens.jsonl'}", "task.test_size=8",
             "task.verifier=numeric", "prompt.example=false", "prompt.system=", "eval.size=8",
             "eval.max_new_tokens=24", "threads=1", "traces.limit=6", "traces.n=2", "traces.max_new_tokens=24",
             # a random teacher is never right: keep everything to exercise the plumbing

@@ -15,8 +15,8 @@ from r1lab.pipeline.config import DistillConfig, R1Config
 from r1lab.pipeline.distill import run_distill
 from r1lab.pipeline.r1 import run_r1
 from r1lab.pipeline.stages import Stages
+from r1lab.resources import DATA, RECIPES
 
-ROOT = Path(__file__).resolve().parents[1]
 R1_STAGES = ["0_base", "1_cold_start", "2_reasoning_rl", "3_rejection", "4_sft", "5_final_rl"]
 
 
@@ -45,9 +45,9 @@ def test_a_finished_stage_is_skipped_and_an_interrupted_one_keeps_its_time(tmp_p
 
 
 def _tiny_r1(tmp_path) -> R1Config:
-    return load_config(R1Config, ROOT / "recipes" / "r1_tiny.yaml", [
-        f"output_dir={tmp_path / 'r1'}", f"task.path={ROOT / 'data/tiny/sevens.jsonl'}",
-        f"cold_start.data={ROOT / 'data/tiny/sevens_cold_start.jsonl'}", "threads=1"])
+    return load_config(R1Config, RECIPES / "r1_tiny.yaml", [
+        f"output_dir={tmp_path / 'r1'}", f"task.path={DATA / 'tiny/sevens.jsonl'}",
+        f"cold_start.data={DATA / 'tiny/sevens_cold_start.jsonl'}", "threads=1"])
 
 
 def test_r1_tiny_runs_every_stage_and_resumes_after_an_interruption(tmp_path, cache, monkeypatch):
@@ -95,7 +95,7 @@ def by_model_of(summary: dict, stage: str) -> str:
 def test_distillation_with_a_same_wall_time_rl_baseline(tmp_path, cache, tiny_model_dir):
     cfg = load_config(DistillConfig, None, [
         f"teacher.model={tiny_model_dir}", f"student={tiny_model_dir}", f"output_dir={tmp_path / 'distill'}",
-        "task.source=jsonl", f"task.path={ROOT / 'data/tiny/sevens.jsonl'}", "task.test_size=8", "task.verifier=numeric",
+        "task.source=jsonl", f"task.path={DATA / 'tiny/sevens.jsonl'}", "task.test_size=8", "task.verifier=numeric",
         "prompt.example=false", "prompt.system=", "eval.size=8", "eval.max_new_tokens=24", "threads=1",
         "traces.limit=6", "traces.n=2", "traces.max_new_tokens=24",
         # a random teacher is never right: keep everything to exercise the plumbing

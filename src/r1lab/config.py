@@ -135,10 +135,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     data: dict = {}
     source = ""
     if path is not None:
-        path = Path(path)
+        from r1lab.resources import recipe_names, recipe_path
+
+        found = recipe_path(path)
+        if found is None:
+            names = ", ".join(name for name, _ in recipe_names())
+            raise ConfigError(f"{path}: config file not found (and no bundled recipe of that name: {names})")
+        path = found
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:

@@ -14,6 +14,7 @@ import typer
 from r1lab.cli.evaluate import eval_app
 from r1lab.cli.generate import generate, reject
 from r1lab.cli.pipeline import distill, paper_mini, pipeline
+from r1lab.cli.recipes import recipes
 from r1lab.cli.report import report
 from r1lab.cli.serve import serve
 from r1lab.cli.train import sft, zero
@@ -32,7 +33,7 @@ def _root() -> None:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
-for command in (zero, serve, sft, generate, reject, distill, pipeline, report):
+for command in (zero, serve, sft, generate, reject, distill, pipeline, report, recipes):
     app.command()(command)
 app.command("paper-mini")(paper_mini)
 app.add_typer(eval_app, name="eval", help="pass@1 over k samples, cons@k, pass@k on a benchmark; `eval compare` runs.")

@@ -14,9 +14,10 @@ def _flags(flags: dict) -> list[str]:
 
 
 def zero(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Recipe YAML (recipes/zero_*.yaml)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Recipe: a YAML file, or a bundled recipe's name (`r1lab recipes`)."),
     model: Optional[str] = typer.Option(None, help="Model alias, local checkpoint dir or hub id."),
-    task: Optional[str] = typer.Option(None, help="reasoning-gym dataset name (task.source=reasoning_gym)."),
+    task: Optional[str] = typer.Option(None, help="Task (task.source): gsm8k, a reasoning-gym dataset (chain_sum), a Hub id, "
+                                                  "module:function; the names `r1lab eval -b` takes."),
     steps: Optional[int] = typer.Option(None, help="GRPO steps."),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run directory."),
     engine: Optional[str] = typer.Option(None, help="Rollout backend: hf, native or vllm (GPU)."),
@@ -31,7 +32,7 @@ def zero(
     from r1lab.rl.config import ZeroConfig
     from r1lab.rl.trainer import train_zero
 
-    flags = {"model.name": model, "task.name": task, "grpo.steps": steps, "run.output_dir": output_dir, "engine": engine,
+    flags = {"model.name": model, "task.source": task, "grpo.steps": steps, "run.output_dir": output_dir, "engine": engine,
              "fsdp": True if fsdp else None, "run.tensorboard": True if tensorboard else None}
     with reported():
         cfg = load_config(ZeroConfig, config, [*_flags(flags), *overrides])
@@ -41,7 +42,7 @@ def zero(
 
 
 def sft(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Recipe YAML (recipes/sft_*.yaml)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Recipe: a YAML file, or a bundled recipe's name (`r1lab recipes`)."),
     model: Optional[str] = typer.Option(None, help="Model alias, local checkpoint dir or hub id."),
     data: Optional[str] = typer.Option(None, help="JSONL of chat rows ({messages}) or prompt/completion rows."),
     epochs: Optional[float] = typer.Option(None, help="Passes over the data (ignored if train.steps > 0)."),

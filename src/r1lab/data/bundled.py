@@ -1,15 +1,13 @@
-"""The one place that finds a bundled data file (data/SOURCES.md says where each comes from).
+"""The one place that finds a bundled data file (r1lab/bundled/data/SOURCES.md says where each comes from).
 
-Every loader asks `bundled_file`, so moving the files (e.g. into the package) changes this module only.
+Every loader asks `bundled_file`; the files live in the package (r1lab.resources), so a wheel carries them.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from r1lab.data.base import TaskError
-
-# The repository's data/ folder (vendored copies of ../shared/data).
-DATA_DIR = Path(__file__).resolve().parents[3] / "data"
+from r1lab.resources import DATA as DATA_DIR  # vendored copies of ../shared/data, inside the package
 # source -> (train file or None, held-out / benchmark file)
 BUNDLED = {
     "gsm8k": ("train/gsm8k_train.jsonl", "benchmarks/gsm8k.jsonl"),

@@ -10,12 +10,15 @@ its order (evaluation scores all of them); without it evaluation takes the task'
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Callable
 
+from r1lab.config import config_dir
 from r1lab.data.base import Row, Task, TaskConfig, TaskError
+from r1lab.resources import find_file
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ def resolve(cfg: TaskConfig, field: str = "task.source") -> tuple[Source, TaskCo
     from r1lab.refs import is_reference
 
     name = cfg.source
+    cfg = _located(cfg)
     if name in _SOURCES:
         return _SOURCES[name], cfg
     if is_reference(name):
@@ -75,6 +79,18 @@ def resolve(cfg: TaskConfig, field: str = "task.source") -> tuple[Source, TaskCo
         return _SOURCES["hf"], dataclasses.replace(cfg, source="hf", path=name)
     raise TaskError(f"{field}={name!r}: expected one of {', '.join(source_names())}, a reasoning-gym dataset "
                     "(e.g. chain_sum), a Hub id (org/name), or module:function / path/to/file.py:function")
+
+
+def _located(cfg: TaskConfig) -> TaskConfig:
+    """`task.path` found as the user meant it: as given, beside the recipe, else a file bundled with r1lab."""
+    if not cfg.path:
+        return cfg
+    found = str(find_file(cfg.path, config_dir(cfg)))
+    if found == cfg.path:
+        return cfg
+    located = copy.copy(cfg)  # keeps the recipe folder the config remembers (dataclasses.replace would not)
+    located.path = found
+    return located
 
 
 def load_task(cfg: TaskConfig) -> Task:

@@ -47,9 +47,9 @@ class VotingConfig:
 
 @dataclass
 class PaperMiniConfig:
-    zero: str = "recipes/zero_smollm2.yaml"  # part a, the RL model of b, and the R1-Zero side of d
-    r1: str = "recipes/r1_smollm2.yaml"  # part d's R1 side
-    distill: str = "recipes/distill_smollm2.yaml"  # part c (its teacher may be a model part d trains)
+    zero: str = "zero_smollm2"  # part a, the RL model of b, and the R1-Zero side of d
+    r1: str = "r1_smollm2"  # part d's R1 side
+    distill: str = "distill_smollm2"  # part c (its teacher may be a model part d trains)
     voting: VotingConfig = field(default_factory=VotingConfig)
     distill_seeds: list[int] = field(default_factory=list)  # part c again with these seeds (sampling, SFT order, GRPO)
     output_dir: str = "runs/paper_mini"

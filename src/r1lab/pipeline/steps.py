@@ -21,6 +21,7 @@ from r1lab.pipeline.config import RLStageConfig, StagedRunConfig, StageEvalConfi
 from r1lab.pipeline.generate import GenerateConfig, generate_traces
 from r1lab.pipeline.rejection import reject_file
 from r1lab.pipeline.stages import Stages
+from r1lab.resources import find_file
 from r1lab.rl.config import RunConfig, ZeroConfig
 from r1lab.rl.heldout import evaluate_heldout
 from r1lab.rl.trainer import train_zero
@@ -155,7 +156,7 @@ def copy_into(stage_dir: Path, data: str) -> Path:
 
 
 def _copy_into(stage_dir: Path, data: str) -> Path:
-    source = Path(data)
+    source = find_file(data)
     if not source.is_file():
         raise FileNotFoundError(f"cold_start.data: {source} not found")
     target = stage_dir / "sft_data.jsonl"

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from r1lab.config import config_dir
 from r1lab.data.base import TaskError
 from r1lab.data.files import read_jsonl
 from r1lab.data.prompts import PromptConfig, render
+from r1lab.resources import find_file
 from r1lab.sft.config import SFTDataConfig
 from r1lab.sft.packing import IGNORE, Sample
 
@@ -141,7 +143,7 @@ def load_samples(cfg: SFTDataConfig, prompt_cfg: PromptConfig, tokenizer, max_se
     if not cfg.path:
         raise TaskError("data.path: no SFT data file given (--data FILE.jsonl or --set data.path=...)")
     samples = []
-    for lineno, record in read_jsonl(cfg.path):
+    for lineno, record in read_jsonl(find_file(cfg.path, config_dir(cfg))):
         try:
             samples.append(truncate(encode_record(record, cfg, prompt_cfg, tokenizer), max_seq_len))
         except ValueError as err:
