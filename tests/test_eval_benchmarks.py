@@ -75,7 +75,7 @@ def test_reasoning_gym_benchmark_is_the_training_held_out_split():
 
 
 def test_unknown_benchmark_lists_the_choices():
-    with pytest.raises(TaskError, match="benchmark='mat500': expected one of .*math500"):
+    with pytest.raises(TaskError, match="unknown benchmark 'mat500': expected one of .*math500"):
         load_benchmark(BenchmarkSpec("mat500"))
 
 

@@ -60,8 +60,8 @@ def _reasoning_gym_names() -> set[str]:
     return set(reasoning_gym.factory.DATASETS)
 
 
-def resolve(cfg: TaskConfig, field: str = "task.source") -> tuple[Source, TaskConfig]:
-    """The source `cfg.source` names and the config it runs with (aliases filled in); `field` names it in errors."""
+def resolve(cfg: TaskConfig, label: str = "") -> tuple[Source, TaskConfig]:
+    """The source `cfg.source` names and the config it runs with (aliases filled in); `label` starts an error."""
     from r1lab.data.hub import is_hub_id
     from r1lab.refs import is_reference
 
@@ -77,7 +77,7 @@ def resolve(cfg: TaskConfig, field: str = "task.source") -> tuple[Source, TaskCo
         return _SOURCES["reasoning_gym"], dataclasses.replace(cfg, source="reasoning_gym", name=name)
     if is_hub_id(name):
         return _SOURCES["hf"], dataclasses.replace(cfg, source="hf", path=name)
-    raise TaskError(f"{field}={name!r}: expected one of {', '.join(source_names())}, a reasoning-gym dataset "
+    raise TaskError(f"{label or f'task.source={name!r}'}: expected one of {', '.join(source_names())}, a reasoning-gym dataset "
                     "(e.g. chain_sum), a Hub id (org/name), or module:function / path/to/file.py:function")
 
 
@@ -99,9 +99,9 @@ def load_task(cfg: TaskConfig) -> Task:
     return source.load(cfg)
 
 
-def evaluation_rows(cfg: TaskConfig, field: str = "task.source") -> list[Row]:
+def evaluation_rows(cfg: TaskConfig, label: str = "") -> list[Row]:
     """The rows a benchmark scores: a file's every row in order, or the source's held-out split."""
-    source, cfg = resolve(cfg, field)
+    source, cfg = resolve(cfg, label)
     return source.eval_rows(cfg) if source.eval_rows else source.load(cfg).test
 
 

@@ -2,7 +2,7 @@
 Parquet / CSV / JSON / JSONL file, with `prompt_field` / `answer_field` as dotted paths into nested
 columns and an optional row transform (`module:function`, record -> record or None to drop it).
 
-Every column stays on the row (its metadata), so rewards receive them as keyword arguments.
+Every other column stays on the row (its metadata), so rewards receive them as keyword arguments.
 """
 from __future__ import annotations
 
@@ -121,11 +121,14 @@ def records_to_rows(records: list[tuple[str, dict]], cfg: TaskConfig, prefix: st
                 continue
             if not isinstance(record, dict):
                 raise TaskError(f"{where}: task.transform {cfg.transform} returned {type(record).__name__}, expected a dict")
-        question = field_value(record, _prompt_field(cfg, where, record), where)
+        prompt_field = _prompt_field(cfg, where, record)
+        question = field_value(record, prompt_field, where)
         answer = field_value(record, cfg.answer_field or "answer", where)
         verifier = cfg.verifier or (record["verifier"] if isinstance(record.get("verifier"), str) else "math")
+        taken = (prompt_field, cfg.answer_field or "answer")  # on the row as question / answer already
         rows.append(Row(id=str(record.get("id", f"{prefix}-{len(rows)}")), question=str(question),
-                        answer=str(answer), verifier=verifier, metadata=record))
+                        answer=str(answer), verifier=verifier,
+                        metadata={k: v for k, v in record.items() if k not in taken}))
     if not rows:
         raise TaskError(f"task.path={cfg.path}: the dataset has no rows" + (" (after task.transform)" if transform else ""))
     return rows

@@ -39,7 +39,7 @@ def load_benchmark(spec: BenchmarkSpec) -> list[Row]:
     if cfg.source in ("jsonl", "hf") and not cfg.path:
         raise TaskError(f"benchmark {spec.name} needs --data <file, datasets folder or Hub id> "
                         "(and --answer-field if not 'answer')")
-    rows = evaluation_rows(cfg, field="benchmark")
+    rows = evaluation_rows(cfg, label=f"unknown benchmark {spec.name!r}")
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):
         if row["id"] in seen:
