@@ -21,11 +21,19 @@ def serve(
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
     max_queue: int = typer.Option(256, help="Requests allowed to wait; more get HTTP 429."),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: one per core)."),
+    max_body_mb: float = typer.Option(8.0, help="Largest request body in MiB; larger ones get HTTP 413."),
 ):
     """OpenAI-compatible chat server: reasoning_content beside content, streaming, a chat page at /."""
-    from r1lab.serve.app import run_server
+    import importlib.util
 
     with reported():
+        missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ImportError(f"r1lab serve needs {' and '.join(missing)}: pip install 'r1lab[serve]'")
+        if max_body_mb <= 0:
+            raise ValueError(f"--max-body-mb must be > 0, got {max_body_mb}")
+        from r1lab.serve.app import run_server
+
         run_server(model, host=host, port=port, api_key=api_key, served_model_name=served_model_name,
                    think_prefill=think_prefill, default_max_tokens=max_tokens, max_batch=max_batch,
-                   max_waiting=max_queue, threads=threads)
+                   max_waiting=max_queue, threads=threads, max_body_bytes=int(max_body_mb * 2**20))
