@@ -20,7 +20,7 @@ def generate(
     api_key: Optional[str] = typer.Option(None, envvar="R1LAB_TEACHER_API_KEY",
                                           help="Endpoint bearer key (or set R1LAB_TEACHER_API_KEY)."),
     model: Optional[str] = typer.Option(None, help="Endpoint teacher: the model name sent with each request."),
-    task: Optional[str] = typer.Option(None, help="reasoning-gym dataset name (task.source=reasoning_gym)."),
+    task: Optional[str] = typer.Option(None, help="Task (task.source): gsm8k, a reasoning-gym dataset, a Hub id, module:function."),
     n: Optional[int] = typer.Option(None, "--n", help="Samples per prompt (default 4)."),
     limit: Optional[int] = typer.Option(None, help="First n prompts of the split (default all)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Trace file (default traces.jsonl); rerun to resume."),
@@ -31,7 +31,7 @@ def generate(
     from r1lab.pipeline.generate import GenerateConfig, generate_traces
 
     flags = {"teacher": teacher, "base_url": base_url, "api_key": api_key, "endpoint_model": model,
-             "task.name": task, "n": n, "limit": limit, "output": output}
+             "task.source": task, "n": n, "limit": limit, "output": output}
     # JSON-quoted so a key or name like "yes" or "123" stays a string when the override is read as YAML
     extra = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     with reported():

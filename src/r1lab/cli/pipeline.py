@@ -27,7 +27,7 @@ def distill(
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint of the teacher, e.g. http://host:8000/v1."),
     api_key: Optional[str] = typer.Option(None, envvar="R1LAB_TEACHER_API_KEY", help="Endpoint API key."),
     student: Optional[str] = typer.Option(None, help="Student: alias, checkpoint dir or hub id."),
-    task: Optional[str] = typer.Option(None, help="reasoning-gym dataset name (task.source=reasoning_gym)."),
+    task: Optional[str] = typer.Option(None, help="Task (task.source): gsm8k, a reasoning-gym dataset, a Hub id, module:function."),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o"),
     compare_rl: bool = typer.Option(False, "--compare-rl", help="Also train the student with GRPO for the same wall time."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Any config field, e.g. --set traces.n=8."),
@@ -37,7 +37,7 @@ def distill(
     from r1lab.pipeline.distill import run_distill
 
     flags = {"teacher.model": teacher, "teacher.base_url": base_url, "teacher.api_key": api_key, "student": student,
-             "task.name": task, "output_dir": output_dir, "compare_with_rl": True if compare_rl else None}
+             "task.source": task, "output_dir": output_dir, "compare_with_rl": True if compare_rl else None}
     _run_staged(DistillConfig, config, [f"{k}={v}" for k, v in flags.items() if v is not None], overrides, run_distill)
 
 
