@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from r1lab.rl.logprobs import token_logprobs_and_entropy  # noqa: F401  (its old import path)
+
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 
 
@@ -98,49 +100,3 @@ def policy_loss(
             "tokens": float(mask.sum()),
         }
     return loss, stats
-
-
-class _TokenLogprobs(torch.autograd.Function):
-    """log softmax(z)[token] with one exp pass over the vocabulary, and the entropy from the same pass.
-
-    The plain way (log_softmax, gather; a second log_softmax and an exp for the entropy; log_softmax's
-    backward exponentiating again) makes four passes over a (B, T, V) tensor, which for a 49k vocab
-    cost as much as a third of the model's matmuls. Here the forward computes the softmax once, keeps
-    it for the backward (grad z = g * (onehot - p)), and reads the entropy off it (lse - sum p z).
-    """
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, tokens: Tensor, temperature: float, with_entropy: bool):
-        z = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
-        if temperature != 1.0:
-            z = z / temperature
-        shift = z.amax(dim=-1, keepdim=True)  # (B, T, 1)
-        probs = (z - shift).exp_()  # (B, T, V), unnormalised for now
-        total = probs.sum(dim=-1, keepdim=True)
-        lse = shift + total.log()
-        logp = (z.gather(-1, tokens.unsqueeze(-1)) - lse).squeeze(-1)  # (B, T)
-        probs.div_(total)
-        entropy = None
-        if with_entropy:
-            entropy = (lse - (probs * z).sum(dim=-1, keepdim=True)).squeeze(-1)
-            ctx.mark_non_differentiable(entropy)
-        ctx.save_for_backward(probs, tokens)
-        ctx.temperature, ctx.input_dtype = temperature, logits.dtype
-        return logp, entropy
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_logp: Tensor, _grad_entropy):
-        probs, tokens = ctx.saved_tensors
-        grad = probs.mul_(-grad_logp.unsqueeze(-1))  # in place: the saved softmax is not needed again
-        grad.scatter_add_(-1, tokens.unsqueeze(-1), grad_logp.unsqueeze(-1))
-        if ctx.temperature != 1.0:
-            grad.div_(ctx.temperature)
-        return grad.to(ctx.input_dtype), None, None, None
-
-
-def token_logprobs_and_entropy(logits: Tensor, tokens: Tensor, temperature: float = 1.0,
-                               with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-    """log softmax(logits / T) at `tokens`, (B, T, V), (B, T) -> (B, T) (fp32 for bf16/fp16 logits),
-    and optionally the per-position entropy of softmax(logits / T) (detached, else None)."""
-    return _TokenLogprobs.apply(logits, tokens, temperature, with_entropy)
