@@ -6,10 +6,11 @@ over the completion columns (`logits_to_keep`); rows are bucketed by length to w
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,15 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Te
         ids[i, wp - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, wp - len(p):] = 1
     return ids, mask
+
+
+def padded_rows(rows: Sequence[Sequence[float]], width: int) -> Tensor:
+    """(B, width) float rows, right-padded with 0 (per-token values beside a right-padded completion)."""
+    out = torch.zeros((len(rows), width), dtype=torch.float32)
+    for i, r in enumerate(rows):
+        if r:
+            out[i, : len(r)] = torch.tensor(list(r)[:width], dtype=torch.float32)
+    return out
 
 
 def _right_pad(completions: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
@@ -201,3 +211,38 @@ def score_groups(model, batch: GroupBatch, temperature: float, with_entropy: boo
     logp = torch.cat([head_logp, _drop_last(out["logp"])], dim=1)
     entropy = torch.cat([head_entropy, _drop_last(out["entropy"])], dim=1) if head_entropy is not None else None
     return logp, entropy
+
+
+# ---------------------------------------------------------------- one step's samples, ready to score
+def to_device(batch, device: torch.device):
+    """A packed micro-batch with its tensors on `device` (the batch itself on the CPU)."""
+    if device.type == "cpu":
+        return batch
+    return dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)
+                                         if isinstance(getattr(batch, f.name), torch.Tensor)})
+
+
+def pack_for_scoring(prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
+                     counted: Sequence[int], group_size: int, pad_id: int, size: int, share_prompt: bool,
+                     device: torch.device) -> tuple[list, Callable]:
+    """The counted samples packed into micro-batches on `device`, and the scorer for them. A micro-batch's
+    `index` holds positions in `counted`. With `share_prompt` each prompt's forward runs once per group."""
+    completions = [completion_ids[i] for i in counted]
+    if share_prompt:
+        prompt_of = [i // group_size for i in counted]
+        prompts = {k: prompt_ids[k * group_size] for k in set(prompt_of)}
+        batches, score = group_micro_batches(prompt_of, prompts, completions, pad_id, size), score_groups
+    else:
+        batches = micro_batches([prompt_ids[i] for i in counted], completions, pad_id, size)
+        score = score_sequences
+    return [to_device(b, device) for b in batches], score
+
+
+def filler_batch(score: Callable, pad_id: int, device: torch.device):
+    """One pad token of prompt and of completion, masked out: what a rank with fewer micro-batches runs."""
+    if score is score_groups:
+        b = pack_groups([[pad_id]], [[pad_id]], [0], pad_id, [])
+    else:
+        b = pack([[pad_id]], [[pad_id]], pad_id, [])
+    b.completion_mask.zero_()
+    return to_device(b, device)
