@@ -288,6 +288,19 @@ def train_zero(cfg: ZeroConfig, resume: bool = False, progress: bool = True) -> 
     precision.agree_across_ranks()  # "auto" precision: rank 0's measurement for every rank
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    _check_setup(cfg)
+    run = RunDir(cfg.run.output_dir, rank=dist.rank(), tensorboard=cfg.run.tensorboard)
+    trainer, task_name = _start(cfg, run, resume)
+    from r1lab.runs.progress import TrainingProgress
+
+    with TrainingProgress(cfg.grpo.steps, trainer.step, enabled=progress and run.is_writer) as bar:
+        _run_steps(cfg, trainer, run, bar, title=f"R1-Zero: {cfg.model.name} on {task_name}")
+    run.close()
+    return run
+
+
+def _check_setup(cfg: ZeroConfig) -> None:
+    """What the config alone cannot check: reward names, the rank count, FSDP with LoRA."""
     for name in cfg.rewards:
         try:
             get_reward(name)
@@ -298,7 +311,10 @@ def train_zero(cfg: ZeroConfig, resume: bool = False, progress: bool = True) -> 
                          f"({dist.world_size()}): each rank samples whole groups")
     if cfg.fsdp and cfg.model.lora_r > 0:
         raise ValueError("fsdp: not supported with LoRA (model.lora_r > 0); its few trainable weights suit DDP")
-    run = RunDir(cfg.run.output_dir, rank=dist.rank(), tensorboard=cfg.run.tensorboard)
+
+
+def _start(cfg: ZeroConfig, run: RunDir, resume: bool) -> tuple[GRPOTrainer, str]:
+    """The trainer, fresh or restored from the run's latest checkpoint; and the task's name."""
     checkpoint = run.latest_checkpoint() if resume else None
     taken = not resume and (run.latest_checkpoint() is not None or run.metrics_path.exists())
     checkpoint, taken = dist.broadcast_object((checkpoint, taken))  # rank 0 decides, before anyone writes
@@ -314,40 +330,39 @@ def train_zero(cfg: ZeroConfig, resume: bool = False, progress: bool = True) -> 
     else:
         run.truncate_after(-1)  # resuming a run killed before its first checkpoint starts it over
         run.write_text("config.yaml", to_yaml(cfg))
+    return trainer, task.name
 
-    from r1lab.runs.progress import TrainingProgress
 
-    with TrainingProgress(cfg.grpo.steps, trainer.step, enabled=progress and run.is_writer) as bar:
-        if trainer.step == 0 and cfg.run.eval_every:
-            evaluation = trainer.evaluate()
-            run.log_metrics(0, evaluation)
-            bar.update(0, evaluation)
-        budget = cfg.run.time_budget_s
-        used_up = bool(budget and trainer.train_seconds >= budget)  # a resumed run that already spent its budget
-        while trainer.step < cfg.grpo.steps and not used_up:
-            started = time.perf_counter()
-            metrics = trainer.train_step()
-            step = trainer.step
-            elapsed = trainer.train_seconds + time.perf_counter() - started
-            if budget:  # ranks must agree on the last step: it evaluates and checkpoints (collectives)
-                elapsed = dist.all_reduce_max([elapsed])[0]
-            last = step == cfg.grpo.steps or bool(budget and elapsed >= budget)
-            if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last):
-                eval_started = time.perf_counter()
-                metrics.update(trainer.evaluate())
-                started += time.perf_counter() - eval_started
-            run.log_metrics(step, metrics)
-            if run.is_writer and cfg.run.plot_every and (step % cfg.run.plot_every == 0 or last):
-                plot_metrics(run.read_metrics(), run.root / "plot.png", title=f"R1-Zero: {cfg.model.name} on {task.name}")
-            if step % cfg.run.checkpoint_every == 0 or last:
-                trainer.train_seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                trainer.save_checkpoint(step)
+def _run_steps(cfg: ZeroConfig, trainer: GRPOTrainer, run: RunDir, bar, title: str) -> None:
+    """Steps until the step count or the time budget is used up; evaluate, plot and checkpoint on the way."""
+    if trainer.step == 0 and cfg.run.eval_every:
+        evaluation = trainer.evaluate()
+        run.log_metrics(0, evaluation)
+        bar.update(0, evaluation)
+    budget = cfg.run.time_budget_s
+    used_up = bool(budget and trainer.train_seconds >= budget)  # a resumed run that already spent its budget
+    while trainer.step < cfg.grpo.steps and not used_up:
+        started = time.perf_counter()
+        metrics = trainer.train_step()
+        step = trainer.step
+        elapsed = trainer.train_seconds + time.perf_counter() - started
+        if budget:  # ranks must agree on the last step: it evaluates and checkpoints (collectives)
+            elapsed = dist.all_reduce_max([elapsed])[0]
+        last = step == cfg.grpo.steps or bool(budget and elapsed >= budget)
+        if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last):
+            eval_started = time.perf_counter()
+            metrics.update(trainer.evaluate())
+            started += time.perf_counter() - eval_started
+        run.log_metrics(step, metrics)
+        if run.is_writer and cfg.run.plot_every and (step % cfg.run.plot_every == 0 or last):
+            plot_metrics(run.read_metrics(), run.root / "plot.png", title=title)
+        if step % cfg.run.checkpoint_every == 0 or last:
             trainer.train_seconds += time.perf_counter() - started
-            if budget:
-                trainer.train_seconds = dist.all_reduce_max([trainer.train_seconds])[0]  # one stopping decision
-            bar.update(step, metrics)
-            if last:  # the step count or the time budget is used up, and that step is checkpointed
-                break
-    run.close()
-    return run
+            started = time.perf_counter()
+            trainer.save_checkpoint(step)
+        trainer.train_seconds += time.perf_counter() - started
+        if budget:
+            trainer.train_seconds = dist.all_reduce_max([trainer.train_seconds])[0]  # one stopping decision
+        bar.update(step, metrics)
+        if last:  # the step count or the time budget is used up, and that step is checkpointed
+            break
