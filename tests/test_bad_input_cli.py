@@ -41,7 +41,7 @@ def test_empty_task_file(tmp_path, cache):
     data = tmp_path / "empty.jsonl"
     data.write_text("")
     result, run = zero(tmp_path, cache, data)
-    error_line(result, "empty.jsonl: no rows")
+    error_line(result, "empty.jsonl: the dataset has no rows")
     assert not (tmp_path / "out").exists()
 
 
@@ -126,5 +126,5 @@ def test_unwritable_output_in_zero_and_eval(tmp_path, cache):
 def test_long_error_is_one_line_when_stderr_is_not_a_terminal(tmp_path, cache):
     deep = tmp_path / ("a-very-long-folder-name-" * 6) / "missing.jsonl"
     result = r1lab("eval", "--model", "tiny-llama", "--benchmark", "jsonl", "--data", str(deep), cache=cache)
-    line = error_line(result, f"{deep}: file not found")
+    line = error_line(result, f"{deep}: no such file or folder")
     assert len(line) > 120  # longer than a default 80-column console: it was not wrapped

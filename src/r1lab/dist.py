@@ -119,6 +119,23 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def pad_to_busiest(items: list) -> list:
+    """`items` padded with None to the longest list on any rank: every rank then runs as many micro-batches
+    (FSDP gathers weights in every forward, DDP reduces gradients in the last backward of each update)."""
+    count = int(all_reduce_max([len(items)])[0])
+    return list(items) + [None] * (count - len(items))
+
+
+def gather_columns(positions: list[int], columns: dict[str, list], extra: Any = None) -> tuple[dict[str, list], list]:
+    """Per-sample columns from every rank merged into global sample order (`positions` are this rank's
+    samples' places in the whole batch), so that whole-batch numbers are computed as on one process;
+    also every rank's `extra`, in rank order."""
+    parts = all_gather_objects((positions, columns, extra))
+    order = sorted((p, r, i) for r, (mine, _, _) in enumerate(parts) for i, p in enumerate(mine))
+    merged = {k: [parts[r][1][k][i] for _, r, i in order] for k in columns}
+    return merged, [part[2] for part in parts]
+
+
 class Rank0Error(RuntimeError):
     """Raised on the other ranks when the work rank 0 did for everyone failed."""
 

@@ -41,7 +41,11 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[tup
 def text_field(record: dict, key: str, where: str, numbers: bool = True) -> str:
     """record[key] as text; a number is read as its digits (`"answer": 4`), a list, mapping, bool or null is
     refused, naming `where` (file:line) and the field, rather than silently stringified."""
-    value = record[key]
+    return text_value(record[key], key, where, numbers)
+
+
+def text_value(value, key: str, where: str, numbers: bool = True) -> str:
+    """`value` (field `key` of the record at `where`) as text, by the rule of `text_field`."""
     if isinstance(value, str):
         return value
     if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -108,12 +108,13 @@ def evaluation_rows(cfg: TaskConfig, label: str = "") -> list[Row]:
 def split_rows(rows: list[Row], cfg: TaskConfig, name: str) -> tuple[list[Row], list[Row]]:
     """Held-out = the first `test_size` distinct questions of a seeded shuffle; train = the rows of every other
     question, in that shuffled order. By content: a question that appears twice lands on one side only."""
+    where = cfg.path or f"task {name}"
     if not rows:
-        raise TaskError(f"task {name}: the dataset has no rows")
+        raise TaskError(f"{where}: the dataset has no rows")
     distinct = len({r["question"].strip() for r in rows})
     if cfg.test_size >= distinct:
-        raise TaskError(f"task {name}: task.test_size={cfg.test_size} but the dataset has only {distinct} distinct "
-                        "questions; nothing would be left to train on (lower task.test_size)")
+        raise TaskError(f"{where}: no rows left to train on: task.test_size={cfg.test_size} but the dataset has only "
+                        f"{distinct} distinct questions (lower task.test_size)")
     order = list(range(len(rows)))
     random.Random(cfg.seed).shuffle(order)
     test, held = [], set()

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from r1lab.config import config_dir
 from r1lab.data.base import Row, TaskConfig, TaskError
-from r1lab.data.files import read_jsonl
+from r1lab.data.files import read_jsonl, text_value
 
 PROMPT_FIELD_GUESSES = ("prompt", "question", "problem")
 TABLE_SUFFIXES = (".parquet", ".csv", ".json", ".jsonl", ".gz")
@@ -126,8 +126,9 @@ def records_to_rows(records: list[tuple[str, dict]], cfg: TaskConfig, prefix: st
         answer = field_value(record, cfg.answer_field or "answer", where)
         verifier = cfg.verifier or (record["verifier"] if isinstance(record.get("verifier"), str) else "math")
         taken = (prompt_field, cfg.answer_field or "answer")  # on the row as question / answer already
-        rows.append(Row(id=str(record.get("id", f"{prefix}-{len(rows)}")), question=str(question),
-                        answer=str(answer), verifier=verifier,
+        row_id = text_value(record["id"], "id", where) if "id" in record else f"{prefix}-{len(rows)}"
+        rows.append(Row(id=row_id, question=text_value(question, prompt_field, where, numbers=False),
+                        answer=text_value(answer, cfg.answer_field or "answer", where), verifier=verifier,
                         metadata={k: v for k, v in record.items() if k not in taken}))
     if not rows:
         raise TaskError(f"task.path={cfg.path}: the dataset has no rows" + (" (after task.transform)" if transform else ""))

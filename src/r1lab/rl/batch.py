@@ -6,15 +6,17 @@ over the completion columns (`logits_to_keep`); rows are bucketed by length to w
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from r1lab.rl.grpo import token_logprobs_and_entropy
+from r1lab.rl.logprobs import DEFAULT_CHUNK_BYTES, head_logprobs, output_head, token_logprobs_and_entropy
 
 
 @dataclass
@@ -36,6 +38,15 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Te
         ids[i, wp - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, wp - len(p):] = 1
     return ids, mask
+
+
+def padded_rows(rows: Sequence[Sequence[float]], width: int) -> Tensor:
+    """(B, width) float rows, right-padded with 0 (per-token values beside a right-padded completion)."""
+    out = torch.zeros((len(rows), width), dtype=torch.float32)
+    for i, r in enumerate(rows):
+        if r:
+            out[i, : len(r)] = torch.tensor(list(r)[:width], dtype=torch.float32)
+    return out
 
 
 def _right_pad(completions: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
@@ -78,10 +89,21 @@ def completion_logits(model, batch: SequenceBatch) -> Tensor:
     return out.logits[:, :-1]
 
 
-def score_sequences(model, batch: SequenceBatch, temperature: float, with_entropy: bool = False
-                    ) -> tuple[Tensor, Tensor | None]:
-    """Per-token log-probs (B, Wc) under softmax(logits / T), and optionally the entropy (detached)."""
-    return token_logprobs_and_entropy(completion_logits(model, batch), batch.completion_ids, temperature, with_entropy)
+def score_sequences(model, batch: SequenceBatch, temperature: float, with_entropy: bool = False,
+                    entropy_grad: bool = False, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[Tensor, Tensor | None]:
+    """Per-token log-probs (B, Wc) under softmax(logits / T), and optionally the entropy (detached unless
+    `entropy_grad`). The LM head runs in chunks of at most `chunk_bytes` of fp32 logits (rl.logprobs)."""
+    if output_head(model) is None:  # e.g. a LoRA-wrapped head: the plain path
+        return token_logprobs_and_entropy(completion_logits(model, batch), batch.completion_ids, temperature,
+                                          with_entropy, entropy_grad)
+    targets = F.pad(batch.completion_ids, (0, 1))  # the head's last position predicts past the completion
+    with head_logprobs(model, targets, temperature, with_entropy, entropy_grad, chunk_bytes) as out:
+        completion_logits(model, batch)
+    return _drop_last(out["logp"]), _drop_last(out["entropy"])
+
+
+def _drop_last(t: Tensor | None) -> Tensor | None:
+    return t[:, :-1] if t is not None else None
 
 
 # ---------------------------------------------------------------- shared-prompt scoring
@@ -143,13 +165,9 @@ def _cache_argument(model) -> str:
     return _cache_argument_of(type(base))
 
 
-def grouped_completion_logits(model, batch: GroupBatch) -> Tensor:
-    """Logits predicting each completion token, running every shared prompt once: (N, Wc, V).
-
-    The prompt's keys/values are computed once per group and fanned out to its G completions;
-    autograd carries the completions' gradients back through them, so the result (and gradient)
-    equals G separate full-sequence forwards, at 1/G of the prompt compute.
-    """
+def _shared_prompt_pass(model, batch: GroupBatch) -> tuple[Tensor, dict]:
+    """Run every distinct prompt once and fan its KV cache out to its completions: the logits predicting
+    completion token 0 (N, V), and the keyword arguments of the completions' forward."""
     prompt_pos = (batch.prompt_mask.cumsum(1) - 1).clamp(min=0)
     out = model(input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, position_ids=prompt_pos,
                 use_cache=True, logits_to_keep=1)
@@ -157,18 +175,74 @@ def grouped_completion_logits(model, batch: GroupBatch) -> Tensor:
     if cache is None:
         cache = out.past_key_values
     cache.batch_select_indices(batch.row_prompt)  # (P, ...) -> (N, ...)
-    first = out.logits[:, -1][batch.row_prompt]  # (N, V): predicts completion token 0
+    first = out.logits[:, -1][batch.row_prompt]  # (N, V)
     wc = batch.completion_ids.shape[1]
     prompt_len = batch.prompt_mask.sum(1)[batch.row_prompt]  # (N,)
-    positions = prompt_len.unsqueeze(1) + torch.arange(wc).unsqueeze(0)  # (N, Wc)
+    positions = prompt_len.unsqueeze(1) + torch.arange(wc, device=prompt_len.device).unsqueeze(0)  # (N, Wc)
     mask = torch.cat([batch.prompt_mask[batch.row_prompt], batch.completion_mask.long()], dim=1)
-    rest = model(input_ids=batch.completion_ids, attention_mask=mask, position_ids=positions,
-                 use_cache=True, **{_cache_argument(model): cache}).logits  # (N, Wc, V): predicts tokens 1..Wc
+    return first, dict(input_ids=batch.completion_ids, attention_mask=mask, position_ids=positions,
+                       use_cache=True, **{_cache_argument(model): cache})
+
+
+def grouped_completion_logits(model, batch: GroupBatch) -> Tensor:
+    """Logits predicting each completion token, running every shared prompt once: (N, Wc, V).
+
+    The prompt's keys/values are computed once per group and fanned out to its G completions;
+    autograd carries the completions' gradients back through them, so the result (and gradient)
+    equals G separate full-sequence forwards, at 1/G of the prompt compute.
+    """
+    first, rest_inputs = _shared_prompt_pass(model, batch)
+    rest = model(**rest_inputs).logits  # (N, Wc, V): predicts tokens 1..Wc
     return torch.cat([first.unsqueeze(1), rest[:, :-1]], dim=1)
 
 
-def score_groups(model, batch: GroupBatch, temperature: float, with_entropy: bool = False
-                 ) -> tuple[Tensor, Tensor | None]:
-    """As `score_sequences`, for a GroupBatch."""
-    return token_logprobs_and_entropy(grouped_completion_logits(model, batch), batch.completion_ids, temperature,
-                                 with_entropy)
+def score_groups(model, batch: GroupBatch, temperature: float, with_entropy: bool = False,
+                 entropy_grad: bool = False, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[Tensor, Tensor | None]:
+    """As `score_sequences`, for a GroupBatch: the prompt pass's one position per prompt goes through the
+    plain head, the completions' positions through the chunked one."""
+    args = (temperature, with_entropy, entropy_grad)
+    if output_head(model) is None:
+        return token_logprobs_and_entropy(grouped_completion_logits(model, batch), batch.completion_ids, *args)
+    first, rest_inputs = _shared_prompt_pass(model, batch)
+    head_logp, head_entropy = token_logprobs_and_entropy(first.unsqueeze(1), batch.completion_ids[:, :1], *args)
+    targets = F.pad(batch.completion_ids[:, 1:], (0, 1))  # the last position predicts past the completion
+    with head_logprobs(model, targets, *args, chunk_bytes=chunk_bytes) as out:
+        model(**rest_inputs)
+    logp = torch.cat([head_logp, _drop_last(out["logp"])], dim=1)
+    entropy = torch.cat([head_entropy, _drop_last(out["entropy"])], dim=1) if head_entropy is not None else None
+    return logp, entropy
+
+
+# ---------------------------------------------------------------- one step's samples, ready to score
+def to_device(batch, device: torch.device):
+    """A packed micro-batch with its tensors on `device` (the batch itself on the CPU)."""
+    if device.type == "cpu":
+        return batch
+    return dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)
+                                         if isinstance(getattr(batch, f.name), torch.Tensor)})
+
+
+def pack_for_scoring(prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
+                     counted: Sequence[int], group_size: int, pad_id: int, size: int, share_prompt: bool,
+                     device: torch.device) -> tuple[list, Callable]:
+    """The counted samples packed into micro-batches on `device`, and the scorer for them. A micro-batch's
+    `index` holds positions in `counted`. With `share_prompt` each prompt's forward runs once per group."""
+    completions = [completion_ids[i] for i in counted]
+    if share_prompt:
+        prompt_of = [i // group_size for i in counted]
+        prompts = {k: prompt_ids[k * group_size] for k in set(prompt_of)}
+        batches, score = group_micro_batches(prompt_of, prompts, completions, pad_id, size), score_groups
+    else:
+        batches = micro_batches([prompt_ids[i] for i in counted], completions, pad_id, size)
+        score = score_sequences
+    return [to_device(b, device) for b in batches], score
+
+
+def filler_batch(score: Callable, pad_id: int, device: torch.device):
+    """One pad token of prompt and of completion, masked out: what a rank with fewer micro-batches runs."""
+    if score is score_groups:
+        b = pack_groups([[pad_id]], [[pad_id]], [0], pad_id, [])
+    else:
+        b = pack([[pad_id]], [[pad_id]], pad_id, [])
+    b.completion_mask.zero_()
+    return to_device(b, device)

@@ -7,7 +7,9 @@ from typing import Any, Literal
 from r1lab.data.base import TaskConfig
 from r1lab.data.prompts import PromptConfig
 from r1lab.models import ModelConfig
-from r1lab.rl.grpo import LOSS_TYPES
+from r1lab.rl.advantages import ADVANTAGE_ESTIMATORS, REWARD_SCALES, reward_scale
+from r1lab.rl.grpo import KL_ESTIMATORS, LOSS_TYPES
+from r1lab.rl.mismatch import CORRECTION_LEVELS, ROLLOUT_CORRECTIONS
 
 
 @dataclass
@@ -24,11 +26,26 @@ class GRPOConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     mu: int = 1  # optimizer updates per batch of samples (pi_old is the sampling policy)
-    loss_type: str = "grpo"  # grpo | dr_grpo | dapo
-    eps_low: float = 0.2
-    eps_high: float = 0.2  # DAPO's clip-higher uses 0.28
-    beta: float = 0.0  # k3 KL weight; 0 skips the reference model entirely
-    scale_rewards: bool = True  # divide advantages by the group std (Dr. GRPO: false)
+    # The policy loss, docs/rl.md has each one's formula and paper: grpo | dr_grpo | dapo | gspo | cispo | sapo
+    loss_type: str = "grpo"
+    eps_low: float = 0.2  # ratio clip below: 1 - eps_low (gspo: the sequence ratio; cispo: the IS weight)
+    eps_high: float = 0.2  # ratio clip above: 1 + eps_high. DAPO's clip-higher uses 0.28; cispo large (e.g. 4 = TRL's 5)
+    sapo_tau_pos: float = 1.0  # sapo's gate temperature for tokens with A > 0 (TRL's default)
+    sapo_tau_neg: float = 1.05  # ... and for A <= 0
+    beta: float = 0.0  # KL weight; 0 skips the reference model entirely
+    kl_estimator: Literal["k1", "k2", "k3", "k3_ratio"] = "k3"  # docs/rl.md says which gradient each gives
+    # Advantages: group (GRPO) | rloo (leave-one-out mean) | reinforce_pp (group mean, then batch std; ignores scale_rewards)
+    advantage: Literal["group", "rloo", "reinforce_pp"] = "group"
+    # divide advantages by: group (the group std) | batch (the batch's reward std) | none (Dr. GRPO); true/false = group/none
+    scale_rewards: bool | Literal["group", "batch", "none"] = "group"
+    entropy_coef: float = 0.0  # > 0: an entropy bonus, -coef * H per token, averaged as the loss type averages
+    top_entropy_quantile: float = 1.0  # < 1: the policy loss only on the step's top fraction of tokens by entropy
+    log_mismatch: bool = True  # keep the engine's sampling log-probs; log mismatch/* (sampler vs trainer) each step
+    # Correct the sampler/trainer gap (needs log_mismatch): none | tis (truncated IS weights) | mis (masked IS)
+    rollout_correction: Literal["none", "tis", "mis"] = "none"
+    rollout_correction_level: Literal["token", "sequence"] = "token"
+    rollout_correction_cap: float = 3.0  # tis: weights capped here; mis: tokens/sequences above it dropped (TRL: 3)
+    logits_chunk_mb: int = 256  # the training LM head holds at most this many MB of fp32 logits at once
     drop_uniform_groups: bool = False  # DAPO dynamic sampling: skip groups whose rewards are all equal
     mask_truncated: bool = False  # DAPO overlong masking: completions cut by max_new_tokens get no gradient
     micro_batch_size: int = 16  # sequences per forward/backward; gradients accumulate to the full batch
@@ -38,11 +55,30 @@ class GRPOConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"grpo.loss_type must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}")
+        choices = {"loss_type": LOSS_TYPES, "kl_estimator": KL_ESTIMATORS, "advantage": ADVANTAGE_ESTIMATORS,
+                   "rollout_correction": ROLLOUT_CORRECTIONS, "rollout_correction_level": CORRECTION_LEVELS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"grpo.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if reward_scale(self.scale_rewards) not in REWARD_SCALES:
+            raise ValueError(f"grpo.scale_rewards must be one of {list(REWARD_SCALES)} or true/false, "
+                             f"got {self.scale_rewards!r}")
+        if self.advantage == "rloo" and self.group_size < 2:
+            raise ValueError("grpo.advantage=rloo needs grpo.group_size >= 2 (a leave-one-out mean of the others)")
+        if not 0.0 < self.top_entropy_quantile <= 1.0:
+            raise ValueError(f"grpo.top_entropy_quantile must be in (0, 1], got {self.top_entropy_quantile}")
+        if self.rollout_correction != "none" and not self.log_mismatch:
+            raise ValueError("grpo.rollout_correction needs grpo.log_mismatch=true (the engine's sampling log-probs)")
+        for name in ("rollout_correction_cap", "sapo_tau_pos", "sapo_tau_neg"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"grpo.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("entropy_coef", "eps_low", "eps_high", "beta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"grpo.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr_schedule not in ("constant", "linear", "cosine"):
             raise ValueError(f"grpo.lr_schedule must be constant, linear or cosine, got {self.lr_schedule!r}")
-        for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "mu", "micro_batch_size"):
+        for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "mu", "micro_batch_size",
+                     "logits_chunk_mb"):
             if getattr(self, name) < 1:
                 raise ValueError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
         if self.group_size < 2:  # advantages compare a sample with its group: one sample is always "average"

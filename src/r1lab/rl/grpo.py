@@ -1,9 +1,12 @@
-"""GRPO's math as pure tensor functions (R1_SYSTEM.md §1): advantages, the k3 KL, the clipped loss.
+"""GRPO's math as pure tensor functions (R1_SYSTEM.md §1, docs/rl.md): the policy losses and KL estimators.
 
-Loss modes differ only in how per-token terms are averaged:
-  grpo    : mean over each sequence's tokens, then mean over sequences (the paper's 1/G sum 1/|o_i| sum_t)
-  dr_grpo : sum over all tokens / (num sequences * max completion length): no length bias (Dr. GRPO)
-  dapo    : sum over all tokens / number of tokens in the whole batch (DAPO's token-level average)
+Each loss type is a per-token term and a way to average it:
+  grpo    : PPO-clipped token ratio; mean over each sequence's tokens, then over sequences (1/G sum 1/|o_i| sum_t)
+  dr_grpo : as grpo, summed over all tokens / (num sequences * max completion length): no length bias (Dr. GRPO)
+  dapo    : as grpo, summed over all tokens / number of tokens in the whole batch (DAPO's token-level mean)
+  gspo    : one ratio per sequence, exp(mean_t log(pi / pi_old)), clipped per sequence; sequence mean (GSPO)
+  cispo   : sg(clip(r, 1 - eps_low, 1 + eps_high)) * A * log pi: clips the weight, never the gradient; token mean
+  sapo    : a soft gate sigmoid(tau (r - 1)) * 4 / tau instead of the hard clip (tau per advantage sign); sequence mean
 Normalisers are passed in for the *whole* batch so that micro-batches (and ranks) add up to exactly
 the full-batch loss.
 """
@@ -14,28 +17,38 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+from r1lab.rl.advantages import group_advantages  # noqa: F401  (its old import path)
+from r1lab.rl.logprobs import token_logprobs_and_entropy  # noqa: F401  (its old import path)
 
-
-def group_advantages(rewards: Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> Tensor:
-    """(r_i - mean(group)) / (std(group) + eps) for consecutive groups of `group_size`.
-
-    std is the unbiased sample std (as TRL); a group whose rewards are all equal gets advantage 0.
-    """
-    if rewards.dim() != 1 or rewards.numel() % group_size:
-        raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} entries, "
-                         f"got shape {tuple(rewards.shape)}")
-    grouped = rewards.float().view(-1, group_size)  # (P, G)
-    adv = grouped - grouped.mean(dim=1, keepdim=True)
-    if scale and group_size > 1:
-        adv = adv / (grouped.std(dim=1, keepdim=True) + eps)
-    return adv.view(-1)
+# how each loss type averages its per-token terms: per sequence, by a constant, or per token
+AGGREGATION = {"grpo": "sequence", "dr_grpo": "max_length", "dapo": "token",
+               "gspo": "sequence", "cispo": "token", "sapo": "sequence"}
+LOSS_TYPES = tuple(AGGREGATION)
+KL_ESTIMATORS = ("k1", "k2", "k3", "k3_ratio")
 
 
 def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """Elementwise k3 estimator of KL(pi || pi_ref): r - log r - 1 with r = pi_ref / pi. Always >= 0."""
     log_ratio = ref_logp - logp
     return torch.exp(log_ratio) - log_ratio - 1.0
+
+
+def kl_estimate(logp: Tensor, ref_logp: Tensor, estimator: str = "k3", ratio: Tensor | None = None) -> Tensor:
+    """Per-token estimate of KL(pi || pi_ref) on tokens sampled from pi_old, as a loss term (docs/rl.md):
+    k1 = log(pi / pi_ref)         its gradient is 0 in expectation: a value, not a penalty
+    k2 = (log(pi / pi_ref))^2 / 2 gradient = grad KL(pi || pi_ref), the reverse KL
+    k3 = r - log r - 1           gradient = grad KL(pi_ref || pi), the forward KL (what GRPO's paper used)
+    k3_ratio = k3 * pi / pi_old  TRL's use_bias_correction_kl: gradient = grad KL(pi || pi_ref)
+    """
+    if estimator == "k1":
+        return logp - ref_logp
+    if estimator == "k2":
+        return 0.5 * (logp - ref_logp) ** 2
+    if estimator == "k3":
+        return kl_k3(logp, ref_logp)
+    if estimator == "k3_ratio":
+        return kl_k3(logp, ref_logp) * ratio
+    raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
 
 
 @dataclass
@@ -45,6 +58,37 @@ class LossNormalizers:
     num_sequences: int
     num_tokens: int
     max_length: int  # dr_grpo's constant denominator: the max completion length allowed
+
+
+def _policy_terms(loss_type: str, logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, eps_low: float,
+                  eps_high: float, sapo_tau: tuple[float, float]) -> tuple[Tensor, Tensor, Tensor]:
+    """The loss type's per-token policy term (B, T), the token ratio pi / pi_old (B, T), and where the clip
+    took the gradient away (B, T) bool. adv is (B, 1)."""
+    ratio = torch.exp(logp - old_logp)  # (B, T)
+    low, high = 1.0 - eps_low, 1.0 + eps_high
+    if loss_type == "gspo":  # one ratio per sequence: the geometric mean of its token ratios
+        seq_log = ((logp - old_logp) * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        seq_ratio = torch.exp(seq_log)  # (B, 1)
+        terms = -torch.minimum(seq_ratio * adv, seq_ratio.clamp(low, high) * adv).expand_as(logp)
+        clipped = ((seq_ratio < low) & (adv < 0)) | ((seq_ratio > high) & (adv > 0))
+        return terms, ratio, clipped.expand_as(logp)
+    if loss_type == "cispo":  # the clipped ratio only weighs the REINFORCE term: every token keeps a gradient
+        weight = ratio.clamp(low, high).detach()
+        return -weight * adv * logp, ratio, (ratio < low) | (ratio > high)
+    if loss_type == "sapo":
+        tau = torch.where(adv > 0, sapo_tau[0], sapo_tau[1]).to(logp.dtype)  # (B, 1)
+        return -torch.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau) * adv, ratio, torch.zeros_like(mask, dtype=torch.bool)
+    terms = -torch.minimum(ratio * adv, ratio.clamp(low, high) * adv)
+    return terms, ratio, ((ratio < low) & (adv < 0)) | ((ratio > high) & (adv > 0))
+
+
+def _aggregate(per_token: Tensor, mask: Tensor, how: str, norm: LossNormalizers) -> Tensor:
+    if how == "sequence":
+        per_seq = (per_token * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B,)
+        return per_seq.sum() / max(norm.num_sequences, 1)
+    if how == "max_length":
+        return (per_token * mask).sum() / max(norm.num_sequences * norm.max_length, 1)
+    return (per_token * mask).sum() / max(norm.num_tokens, 1)
 
 
 def policy_loss(
@@ -58,89 +102,49 @@ def policy_loss(
     eps_high: float = 0.2,
     beta: float = 0.0,
     ref_logp: Tensor | None = None,  # (B, T), needed when beta > 0
-    norm: LossNormalizers | None = None,
+    norm: LossNormalizers | None = None,  # needed for dr_grpo (its max_length)
+    kl_estimator: str = "k3",
+    sapo_tau: tuple[float, float] = (1.0, 1.05),  # SAPO's gate temperatures for A > 0 and A <= 0
+    policy_mask: Tensor | None = None,  # (B, T) 0 drops a token's policy term (top-entropy tokens only)
+    is_weights: Tensor | None = None,  # (B, T) or (B, 1) rollout-correction weights on the policy term
+    entropy: Tensor | None = None,  # (B, T) differentiable entropy, for the bonus
+    entropy_coef: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
-    """The negated GRPO objective (to minimise) and detached statistics."""
+    """The negated objective (to minimise) and detached statistics."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     if beta > 0 and ref_logp is None:
         raise ValueError("beta > 0 needs ref_logp")
+    if entropy_coef and entropy is None:
+        raise ValueError("entropy_coef needs entropy")
+    if norm is None:
+        if loss_type == "dr_grpo":
+            raise ValueError("loss_type='dr_grpo' needs norm=LossNormalizers(..., max_length=the maximum completion "
+                             f"length): the padded width ({logp.shape[1]}) is not its constant denominator")
+        norm = LossNormalizers(logp.shape[0], int(mask.sum().item()), logp.shape[1])
     mask = mask.to(logp.dtype)
     if old_logp is None:
         old_logp = logp.detach()
-    ratio = torch.exp(logp - old_logp)  # (B, T)
     adv = advantages.to(logp.dtype).unsqueeze(1)  # (B, 1)
-    unclipped = ratio * adv
-    clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
-    per_token = -torch.minimum(unclipped, clipped)  # (B, T)
+    per_token, ratio, clipped = _policy_terms(loss_type, logp, old_logp, adv, mask, eps_low, eps_high, sapo_tau)
+    if policy_mask is not None:
+        per_token = per_token * policy_mask
+    if is_weights is not None:
+        per_token = per_token * is_weights.detach()
     kl = None
     if beta > 0:
-        kl = kl_k3(logp, ref_logp)
+        kl = kl_estimate(logp, ref_logp, kl_estimator, ratio)
         per_token = per_token + beta * kl
-
-    if norm is None:
-        norm = LossNormalizers(logp.shape[0], int(mask.sum().item()), logp.shape[1])
-    if loss_type == "grpo":
-        per_seq = (per_token * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B,)
-        loss = per_seq.sum() / max(norm.num_sequences, 1)
-    elif loss_type == "dr_grpo":
-        loss = (per_token * mask).sum() / max(norm.num_sequences * norm.max_length, 1)
-    else:  # dapo
-        loss = (per_token * mask).sum() / max(norm.num_tokens, 1)
+    if entropy_coef:
+        per_token = per_token - entropy_coef * entropy
+    loss = _aggregate(per_token, mask, AGGREGATION[loss_type], norm)
 
     with torch.no_grad():
         tokens = mask.sum().clamp(min=1.0)
-        was_clipped = ((ratio < 1.0 - eps_low) & (adv < 0)) | ((ratio > 1.0 + eps_high) & (adv > 0))
         stats = {
-            "clip_fraction": float((was_clipped.to(mask.dtype) * mask).sum() / tokens),
+            "clip_fraction": float((clipped.to(mask.dtype) * mask).sum() / tokens),
             "ratio_mean": float((ratio * mask).sum() / tokens),
             "kl": float((kl * mask).sum() / tokens) if kl is not None else 0.0,
             "tokens": float(mask.sum()),
         }
     return loss, stats
-
-
-class _TokenLogprobs(torch.autograd.Function):
-    """log softmax(z)[token] with one exp pass over the vocabulary, and the entropy from the same pass.
-
-    The plain way (log_softmax, gather; a second log_softmax and an exp for the entropy; log_softmax's
-    backward exponentiating again) makes four passes over a (B, T, V) tensor, which for a 49k vocab
-    cost as much as a third of the model's matmuls. Here the forward computes the softmax once, keeps
-    it for the backward (grad z = g * (onehot - p)), and reads the entropy off it (lse - sum p z).
-    """
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, tokens: Tensor, temperature: float, with_entropy: bool):
-        z = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
-        if temperature != 1.0:
-            z = z / temperature
-        shift = z.amax(dim=-1, keepdim=True)  # (B, T, 1)
-        probs = (z - shift).exp_()  # (B, T, V), unnormalised for now
-        total = probs.sum(dim=-1, keepdim=True)
-        lse = shift + total.log()
-        logp = (z.gather(-1, tokens.unsqueeze(-1)) - lse).squeeze(-1)  # (B, T)
-        probs.div_(total)
-        entropy = None
-        if with_entropy:
-            entropy = (lse - (probs * z).sum(dim=-1, keepdim=True)).squeeze(-1)
-            ctx.mark_non_differentiable(entropy)
-        ctx.save_for_backward(probs, tokens)
-        ctx.temperature, ctx.input_dtype = temperature, logits.dtype
-        return logp, entropy
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_logp: Tensor, _grad_entropy):
-        probs, tokens = ctx.saved_tensors
-        grad = probs.mul_(-grad_logp.unsqueeze(-1))  # in place: the saved softmax is not needed again
-        grad.scatter_add_(-1, tokens.unsqueeze(-1), grad_logp.unsqueeze(-1))
-        if ctx.temperature != 1.0:
-            grad.div_(ctx.temperature)
-        return grad.to(ctx.input_dtype), None, None, None
-
-
-def token_logprobs_and_entropy(logits: Tensor, tokens: Tensor, temperature: float = 1.0,
-                               with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-    """log softmax(logits / T) at `tokens`, (B, T, V), (B, T) -> (B, T) (fp32 for bf16/fp16 logits),
-    and optionally the per-position entropy of softmax(logits / T) (detached, else None)."""
-    return _TokenLogprobs.apply(logits, tokens, temperature, with_entropy)

@@ -3,7 +3,6 @@ group-normalise, take mu clipped policy-gradient steps; log, evaluate and checkp
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -11,45 +10,34 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from r1lab import dist
+from r1lab import dist, precision
 from r1lab.config import config_dir, to_yaml
-from r1lab.data import Row, load_task
+from r1lab.data import Row, Task, load_task
 from r1lab.data.order import epoch_order as prompt_indices
 from r1lab.data.prompts import full_completion, render
 from r1lab.eval.aha import aha_step_metrics
 from r1lab.models import load_model, load_tokenizer, load_trainable
 from r1lab.optim import make_optimizer
-from r1lab.rewards import applicable_mean, load_rewards, reward_metrics, score_batch
-from r1lab.rl.batch import group_micro_batches, micro_batches, pack, pack_groups, score_groups, score_sequences
-from r1lab.rl.config import ZeroConfig
-from r1lab.rl.grpo import LossNormalizers, group_advantages, policy_loss
-from r1lab.rl.heldout import heldout_records, summarize_heldout
-from r1lab.rollout import SamplingParams
-from r1lab import precision
 from r1lab.precision import use_bf16_autocast
+from r1lab.rewards import load_rewards, score_batch
+from r1lab.rl.advantages import compute_advantages
+from r1lab.rl.config import ZeroConfig
+from r1lab.rl.heldout import heldout_records, summarize_heldout
+from r1lab.rl.metrics import (DIAGNOSTIC_REWARDS, completion_metrics, reward_metrics, sample_picks, timing_metrics,
+                              uniform_groups)
+from r1lab.rl.update import EMPTY_STATS, Learner, prepare_step
+from r1lab.rollout import SamplingParams
 from r1lab.rollout.factory import make_engine
 from r1lab.runs import RunDir, plot_metrics, rng_state, set_rng_state
 from r1lab.runs.resume import open_run, removed_on_failure
-
-# Always measured, whatever the weights: the numbers people compare across runs.
-DIAGNOSTIC_REWARDS = ("accuracy", "accuracy_lenient", "format")
 
 
 def sample_seed(seed: int, step: int, prompt_index: int, sample: int) -> int:
     """One seed per (run, step, prompt, sample): completions do not depend on batch layout or ranks."""
     digest = hashlib.blake2b(f"{seed}/{step}/{prompt_index}/{sample}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def to_device(batch, device: torch.device):
-    """A packed micro-batch with its tensors on `device` (the batch itself on the CPU)."""
-    if device.type == "cpu":
-        return batch
-    return dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)
-                                         if isinstance(getattr(batch, f.name), torch.Tensor)})
 
 
 @dataclass
@@ -90,6 +78,8 @@ class StepData:
     total: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)  # failed samples per reward
     positions: list[int] = field(default_factory=list)  # place in the global batch: prompt j, sample k -> j*G + k
+    sampler_logprobs: list[list[float]] | None = None  # the engine's per-token log-probs (None: not kept)
+    advantages: list[float] = field(default_factory=list)  # from the whole batch's rewards, once per step
 
 
 class GRPOTrainer:
@@ -107,7 +97,9 @@ class GRPOTrainer:
                                                         g.steps * g.mu, g.warmup_steps * g.mu)
         self.engine = make_engine(cfg.engine, self.sampling_model, policy.tokenizer, **cfg.engine_options)
         self.sampling = SamplingParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                                       logprobs=False)
+                                       logprobs=g.log_mismatch)
+        self.learner = Learner(self.train_model, policy, self.optimizer, self.scheduler, g, self.device,
+                               self.bf16_autocast)
         self.reward_weights = {**{n: 0.0 for n in DIAGNOSTIC_REWARDS}, **cfg.rewards}
         self.step = 0
         self.train_seconds = 0.0  # wall time of training steps (evaluations excluded), across resumes
@@ -159,9 +151,15 @@ class GRPOTrainer:
                 seeds.append(sample_seed(g.seed, step, first + j, k))
                 positions.append(j * g.group_size + k)
         completions = self.engine.generate(prompts, self.sampling, seeds)
+        logprobs = [c.logprobs for c in completions] if g.log_mismatch else None
+        if logprobs is not None and any(lp is None for lp in logprobs):
+            if g.rollout_correction != "none":
+                raise ValueError(f"grpo.rollout_correction={g.rollout_correction}: engine {self.cfg.engine!r} returns "
+                                 "no sampling log-probs; use engine native or hf, or rollout_correction none")
+            logprobs = None  # this engine does not report them: no mismatch metrics
         return StepData(rows, prompts, [c.token_ids for c in completions],
                         [full_completion(c.text, self.cfg.prompt) for c in completions],
-                        [c.truncated for c in completions], positions=positions)
+                        [c.truncated for c in completions], positions=positions, sampler_logprobs=logprobs)
 
     def score(self, data: StepData) -> None:
         batch = score_batch(data.texts, data.rows, self.reward_weights, completion_ids=data.completion_ids,
@@ -171,94 +169,20 @@ class GRPOTrainer:
         data.failures = batch.failures
 
     def train_on(self, data: StepData) -> dict[str, float]:
-        g, policy = self.cfg.grpo, self.policy
-        advantages = group_advantages(torch.tensor(data.total), g.group_size, scale=g.scale_rewards)
+        """The policy update on this rank's samples (rl.update); `data.advantages` are already computed."""
+        g = self.cfg.grpo
         keep = list(range(len(data.rows)))
         if g.drop_uniform_groups:
-            grouped = torch.tensor(data.total).view(-1, g.group_size)
-            uniform = (grouped.max(1).values == grouped.min(1).values).tolist()
+            uniform = uniform_groups(data.total, g.group_size)
             keep = [i for i in keep if not uniform[i // g.group_size]]
-        completions = [[] if (g.mask_truncated and data.truncated[i]) else data.completion_ids[i] for i in keep]
-        stats = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0}
-        counted = [i for i, c in zip(keep, completions) if c]
-        totals = dist.all_reduce_sum([len(counted), sum(len(data.completion_ids[i]) for i in counted)])
-        if not totals[0]:  # every group uniform on every rank: no signal this step, and no wasted forward passes
-            return stats
-        norm = LossNormalizers(int(totals[0]), int(totals[1]), g.max_new_tokens)
-        batches, score = self._micro_batches(data, counted)
-        # Every rank runs as many micro-batches as the busiest one, padding with empty ones (None): FSDP
-        # gathers weights in every forward, DDP reduces gradients in the last backward of each update.
-        count = int(dist.all_reduce_max([len(batches)])[0])
-        batches += [None] * (count - len(batches))
-        filler = self._filler_batch(score)
-        adv = advantages[counted].to(self.device)
-        model = self.train_model
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16_autocast)
-
-        old_logps = ref_logps = None
-        if g.mu > 1:  # pi_old = the sampling policy, frozen before the first update
-            with torch.no_grad(), autocast:
-                old_logps = [score(model, b or filler, g.temperature)[0] for b in batches]
-        if g.beta > 0:
-            with autocast:
-                ref_logps = [policy.reference_logprobs(score, b, g.temperature) if b else None for b in batches]
-
-        sums = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "tokens": 0.0}
-        grad_norm = 0.0
-        for update in range(g.mu):
-            self.optimizer.zero_grad(set_to_none=True)
-            for j, b in enumerate(batches):
-                with dist.no_sync(model, skip=j < count - 1):  # gradients cross ranks once per update
-                    with autocast:
-                        logp, entropy = score(model, b or filler, g.temperature,
-                                              with_entropy=update == 0 and b is not None)
-                    if b is None:
-                        (logp * 0.0).sum().backward()  # joins the collectives, adds nothing
-                        continue
-                    loss, st = policy_loss(
-                        logp, old_logps[j] if old_logps else None, adv[b.index], b.completion_mask,
-                        loss_type=g.loss_type, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
-                        ref_logp=ref_logps[j] if ref_logps else None, norm=norm)
-                    loss.backward()
-                if update == g.mu - 1:  # report the last update's view
-                    sums["loss"] += loss.item()
-                    sums["kl"] += st["kl"] * st["tokens"]
-                    sums["clip_fraction"] += st["clip_fraction"] * st["tokens"]
-                    sums["tokens"] += st["tokens"]
-                if entropy is not None:
-                    sums["entropy"] += float((entropy * b.completion_mask).sum())
-            params = [p for p in policy.model.parameters() if p.grad is not None]
-            if params:
-                grad_norm = dist.grad_norm_value(torch.nn.utils.clip_grad_norm_(params, g.max_grad_norm))
-            self.optimizer.step()
-            self.scheduler.step()
+        counted = [i for i in keep if data.completion_ids[i] and not (g.mask_truncated and data.truncated[i])]
+        batch = prepare_step(data.completion_ids, data.prompt_ids, counted, torch.tensor(data.advantages),
+                             data.sampler_logprobs, g, self.policy.tokenizer.pad_token_id, self.device)
+        if batch is None:  # every group uniform on every rank: no signal this step, and no wasted forward passes
+            return dict(EMPTY_STATS)
+        stats = self.learner.train(batch)
         self._weights_changed()
-        sums = dict(zip(sums, dist.all_reduce_sum(list(sums.values()))))  # each rank held a share of the batch
-        tokens = max(sums["tokens"], 1.0)
-        stats.update(loss=sums["loss"], kl=sums["kl"] / tokens, clip_fraction=sums["clip_fraction"] / tokens,
-                     entropy=sums["entropy"] / tokens, grad_norm=grad_norm)
         return stats
-
-    def _micro_batches(self, data: StepData, counted: list[int]) -> tuple[list, object]:
-        """This rank's counted samples packed for scoring (on the training device), and the scorer to use."""
-        g, pad = self.cfg.grpo, self.policy.tokenizer.pad_token_id
-        completions = [data.completion_ids[i] for i in counted]
-        if g.share_prompt_forward:  # each prompt's forward runs once per group, not G times
-            prompt_of = [i // g.group_size for i in counted]
-            prompts = {k: data.prompt_ids[k * g.group_size] for k in set(prompt_of)}
-            batches = group_micro_batches(prompt_of, prompts, completions, pad, g.micro_batch_size)
-            score = score_groups
-        else:
-            batches = micro_batches([data.prompt_ids[i] for i in counted], completions, pad, g.micro_batch_size)
-            score = score_sequences
-        return [to_device(b, self.device) for b in batches], score
-
-    def _filler_batch(self, score):
-        """One pad token of prompt and of completion, masked out: what a rank with fewer micro-batches runs."""
-        pad = self.policy.tokenizer.pad_token_id
-        b = pack_groups([[pad]], [[pad]], [0], pad, []) if score is score_groups else pack([[pad]], [[pad]], pad, [])
-        b.completion_mask.zero_()
-        return to_device(b, self.device)
 
     def _weights_changed(self) -> None:
         """After the optimizer steps: bring the sampling copies up to date (FSDP replica, vLLM's weights)."""
@@ -269,52 +193,34 @@ class GRPOTrainer:
             refresh()
 
     def _whole_batch(self, data: StepData) -> dict[str, list]:
-        """The step's per-sample numbers from every rank, in global sample order, so that metrics are
-        computed exactly as on one process; `failures` is the global count."""
+        """The step's per-sample numbers from every rank, in global sample order; `failures` per reward, summed over ranks."""
         columns = {"total": data.total, "length": [len(c) for c in data.completion_ids],
                    "truncated": data.truncated, "text": data.texts, "row": data.rows,
                    **{f"reward/{n}": v for n, v in data.rewards.items()}}
-        parts = dist.all_gather_objects((data.positions, columns, data.failures))
-        order = sorted((p, r, i) for r, (positions, _, _) in enumerate(parts) for i, p in enumerate(positions))
-        merged: dict[str, list] = {k: [parts[r][1][k][i] for _, r, i in order] for k in columns}
-        merged["failures"] = {n: sum(part[2].get(n, 0) for part in parts) for n in data.failures}
+        merged, failures = dist.gather_columns(data.positions, columns, data.failures)
+        merged["failures"] = {n: sum(part.get(n, 0) for part in failures) for n in data.failures}
         return merged
 
     def train_step(self) -> dict[str, float]:
-        step = self.step + 1
+        step, g = self.step + 1, self.cfg.grpo
         t0 = time.perf_counter()
         data = self.rollout(step)
         t1 = time.perf_counter()
         self.score(data)
+        every = self._whole_batch(data)
+        # Once per step, on the whole batch (batch-level scales need every rank's rewards)
+        advantages = compute_advantages(torch.tensor(every["total"]), g.group_size, g.advantage, g.scale_rewards)
+        data.advantages = [float(advantages[p]) for p in data.positions]
         t2 = time.perf_counter()
         lr = self.scheduler.get_last_lr()[0]
         stats = self.train_on(data)
         t3 = time.perf_counter()
         self.step = step
-        every = self._whole_batch(data)
-        lengths = every["length"]
-        generated = sum(lengths)
-        g = self.cfg.grpo
-        grouped = torch.tensor(every["total"]).view(-1, g.group_size)
-        uniform = (grouped.max(1).values == grouped.min(1).values).tolist()
-        t_generate, t_score, t_train, t_step = dist.all_reduce_max([t1 - t0, t2 - t1, t3 - t2, t3 - t0])  # slowest rank
+        times = dist.all_reduce_max([t1 - t0, t2 - t1, t3 - t2, t3 - t0])  # the slowest rank
         metrics = {
-            "reward/total": float(np.mean(every["total"])),
-            "reward/total_std": float(grouped.std(1).mean()) if g.group_size > 1 else 0.0,
-            **reward_metrics({n: every[f"reward/{n}"] for n in self.cfg.rewards}, every["failures"]),
-            "train/accuracy": applicable_mean(every["reward/accuracy"]),
-            "train/accuracy_lenient": applicable_mean(every["reward/accuracy_lenient"]),
-            "train/format": applicable_mean(every["reward/format"]),
-            "reward/failures": float(sum(every["failures"].values())),
-            "completion/length_mean": float(np.mean(lengths)),
-            "completion/length_p90": float(np.percentile(lengths, 90)),
-            "completion/length_max": float(max(lengths)),
-            "completion/truncated_rate": float(np.mean(every["truncated"])),
-            "groups/uniform_fraction": float(np.mean(uniform)),
-            **stats,
-            "lr": lr,
-            "time/generate": t_generate, "time/score": t_score, "time/train": t_train, "time/step": t_step,
-            "tokens_per_s": generated / max(t_generate, 1e-9),
+            **reward_metrics(every, [n for n in data.rewards if n in self.cfg.rewards], g.group_size, every["failures"]),
+            **completion_metrics(every["length"], every["truncated"], uniform_groups(every["total"], g.group_size)),
+            **stats, "lr": lr, **timing_metrics(*times, generated=sum(every["length"])),
         }
         metrics.update(self._aha_lens(step, every))
         self._log_samples(step, data)
@@ -329,17 +235,13 @@ class GRPOTrainer:
         return metrics
 
     def _log_samples(self, step: int, data: StepData) -> None:
-        n = self.cfg.run.samples_per_step
+        n, g = self.cfg.run.samples_per_step, self.cfg.grpo
         if not n:
             return
-        g = self.cfg.grpo.group_size
-        size = self.cfg.grpo.prompts_per_step * g  # the global batch
-        picks = [i * g for i in range(size // g)][:n]  # the first sample of each group
-        picks += [i for i in range(size) if i not in picks][: n - len(picks)]
-        advantages = group_advantages(torch.tensor(data.total), g, scale=self.cfg.grpo.scale_rewards)
+        picks = sample_picks(g.prompts_per_step * g.group_size, g.group_size, n)
         mine = [(picks.index(p), {
             "id": data.rows[i]["id"], "question": data.rows[i]["question"], "answer": data.rows[i]["answer"],
-            "completion": data.texts[i], "reward": data.total[i], "advantage": float(advantages[i]),
+            "completion": data.texts[i], "reward": data.total[i], "advantage": data.advantages[i],
             "rewards": {k: v[i] for k, v in data.rewards.items()},
         }) for i, p in enumerate(data.positions) if p in picks]
         records = sorted((r for part in dist.all_gather_objects(mine) for r in part), key=lambda r: r[0])
@@ -388,60 +290,76 @@ def train_zero(cfg: ZeroConfig, resume: bool = False, progress: bool = True) -> 
     precision.agree_across_ranks()  # "auto" precision: rank 0's measurement for every rank
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    load_rewards(cfg.rewards, config_dir(cfg))  # resolved before anything is written: a bad reference leaves no run
+    task = _check_setup(cfg)  # everything that can fail on bad input, before anything is written
+    with removed_on_failure(cfg.run.output_dir, is_writer=dist.rank() == 0):  # no empty run dir if setup fails
+        run = RunDir(cfg.run.output_dir, rank=dist.rank(), tensorboard=cfg.run.tensorboard)
+        trainer = _start(cfg, task, run, resume)
+    from r1lab.runs.progress import TrainingProgress
+
+    with TrainingProgress(cfg.grpo.steps, trainer.step, enabled=progress and run.is_writer) as bar:
+        _run_steps(cfg, trainer, run, bar, title=f"R1-Zero: {cfg.model.name} on {task.name}")
+    run.close()
+    return run
+
+
+def _check_setup(cfg: ZeroConfig) -> Task:
+    """What the config alone cannot check: the rewards, the task, the rank count, FSDP with LoRA; returns the task."""
+    load_rewards(cfg.rewards, config_dir(cfg))
     task = load_task(cfg.task)
+    task.require_train(cfg.task)
     if cfg.grpo.prompts_per_step < dist.world_size():
         raise ValueError(f"grpo.prompts_per_step={cfg.grpo.prompts_per_step} must be at least the number of ranks "
                          f"({dist.world_size()}): each rank samples whole groups")
     if cfg.fsdp and cfg.model.lora_r > 0:
         raise ValueError("fsdp: not supported with LoRA (model.lora_r > 0); its few trainable weights suit DDP")
-    with removed_on_failure(cfg.run.output_dir, is_writer=dist.rank() == 0):  # no empty run dir if setup fails
-        task.require_train(cfg.task)
-        run = RunDir(cfg.run.output_dir, rank=dist.rank(), tensorboard=cfg.run.tensorboard)
-        checkpoint = open_run(run, cfg, resume)
-        torch.manual_seed(cfg.grpo.seed)
-        policy = build_policy(cfg, checkpoint)
-        trainer = GRPOTrainer(cfg, policy, task.train, task.test, run)
-        if checkpoint is not None:
-            trainer.load_state_dict(run.load_state(checkpoint), checkpoint)
-            run.truncate_after(trainer.step)
-        else:
-            run.truncate_after(-1)  # resuming a run killed before its first checkpoint starts it over
-            run.write_text("config.yaml", to_yaml(cfg))
+    return task
 
-    from r1lab.runs.progress import TrainingProgress
 
-    with TrainingProgress(cfg.grpo.steps, trainer.step, enabled=progress and run.is_writer) as bar:
-        if trainer.step == 0 and cfg.run.eval_every:
-            evaluation = trainer.evaluate()
-            run.log_metrics(0, evaluation)
-            bar.update(0, evaluation)
-        budget = cfg.run.time_budget_s
-        used_up = bool(budget and trainer.train_seconds >= budget)  # a resumed run that already spent its budget
-        while trainer.step < cfg.grpo.steps and not used_up:
-            started = time.perf_counter()
-            metrics = trainer.train_step()
-            step = trainer.step
-            elapsed = trainer.train_seconds + time.perf_counter() - started
-            if budget:  # ranks must agree on the last step: it evaluates and checkpoints (collectives)
-                elapsed = dist.all_reduce_max([elapsed])[0]
-            last = step == cfg.grpo.steps or bool(budget and elapsed >= budget)
-            if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last):
-                eval_started = time.perf_counter()
-                metrics.update(trainer.evaluate())
-                started += time.perf_counter() - eval_started
-            run.log_metrics(step, metrics)
-            if run.is_writer and cfg.run.plot_every and (step % cfg.run.plot_every == 0 or last):
-                plot_metrics(run.read_metrics(), run.root / "plot.png", title=f"R1-Zero: {cfg.model.name} on {task.name}")
-            if step % cfg.run.checkpoint_every == 0 or last:
-                trainer.train_seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                trainer.save_checkpoint(step)
+def _start(cfg: ZeroConfig, task: Task, run: RunDir, resume: bool) -> GRPOTrainer:
+    """The trainer, fresh or restored from the run's latest complete checkpoint (runs.resume checks the config)."""
+    checkpoint = open_run(run, cfg, resume)
+    torch.manual_seed(cfg.grpo.seed)
+    policy = build_policy(cfg, checkpoint)
+    trainer = GRPOTrainer(cfg, policy, task.train, task.test, run)
+    if checkpoint is not None:
+        trainer.load_state_dict(run.load_state(checkpoint), checkpoint)
+        run.truncate_after(trainer.step)
+    else:
+        run.truncate_after(-1)  # resuming a run killed before its first checkpoint starts it over
+        run.write_text("config.yaml", to_yaml(cfg))
+    return trainer
+
+
+def _run_steps(cfg: ZeroConfig, trainer: GRPOTrainer, run: RunDir, bar, title: str) -> None:
+    """Steps until the step count or the time budget is used up; evaluate, plot and checkpoint on the way."""
+    if trainer.step == 0 and cfg.run.eval_every:
+        evaluation = trainer.evaluate()
+        run.log_metrics(0, evaluation)
+        bar.update(0, evaluation)
+    budget = cfg.run.time_budget_s
+    used_up = bool(budget and trainer.train_seconds >= budget)  # a resumed run that already spent its budget
+    while trainer.step < cfg.grpo.steps and not used_up:
+        started = time.perf_counter()
+        metrics = trainer.train_step()
+        step = trainer.step
+        elapsed = trainer.train_seconds + time.perf_counter() - started
+        if budget:  # ranks must agree on the last step: it evaluates and checkpoints (collectives)
+            elapsed = dist.all_reduce_max([elapsed])[0]
+        last = step == cfg.grpo.steps or bool(budget and elapsed >= budget)
+        if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last):
+            eval_started = time.perf_counter()
+            metrics.update(trainer.evaluate())
+            started += time.perf_counter() - eval_started
+        run.log_metrics(step, metrics)
+        if run.is_writer and cfg.run.plot_every and (step % cfg.run.plot_every == 0 or last):
+            plot_metrics(run.read_metrics(), run.root / "plot.png", title=title)
+        if step % cfg.run.checkpoint_every == 0 or last:
             trainer.train_seconds += time.perf_counter() - started
-            if budget:
-                trainer.train_seconds = dist.all_reduce_max([trainer.train_seconds])[0]  # one stopping decision
-            bar.update(step, metrics)
-            if last:  # the step count or the time budget is used up, and that step is checkpointed
-                break
-    run.close()
-    return run
+            started = time.perf_counter()
+            trainer.save_checkpoint(step)
+        trainer.train_seconds += time.perf_counter() - started
+        if budget:
+            trainer.train_seconds = dist.all_reduce_max([trainer.train_seconds])[0]  # one stopping decision
+        bar.update(step, metrics)
+        if last:  # the step count or the time budget is used up, and that step is checkpointed
+            break

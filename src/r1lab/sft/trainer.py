@@ -20,6 +20,7 @@ from r1lab.models import load_tokenizer, load_trainable
 from r1lab.optim import make_optimizer
 from r1lab import precision
 from r1lab.precision import use_bf16_autocast
+from r1lab.rl.logprobs import head_logprobs, output_head  # the chunked LM head, shared with GRPO
 from r1lab.runs import RunDir, plot_metrics, rng_state, set_rng_state
 from r1lab.runs.resume import open_run, removed_on_failure
 from r1lab.sft.config import SFTConfig, SFTTrainConfig
@@ -42,14 +43,20 @@ def forward_logits(model, batch: PackedBatch, keep: int | torch.Tensor = 0) -> t
 
 
 def target_loss_sum(model, batch: PackedBatch, bf16: bool = False) -> torch.Tensor:
-    """Sum of next-token cross-entropies over the batch's target tokens (0-dim, differentiable)."""
+    """Sum of next-token cross-entropies over the batch's target tokens (0-dim, differentiable). The LM head
+    runs chunked straight into log-probs (rl.logprobs): no (R, K, V) fp32 logits, the same numbers."""
     targets = batch.labels[:, 1:]  # (R, T-1): the token each position t is trained to predict
     columns = (targets != IGNORE).any(0).nonzero().squeeze(1)  # (K,) the LM head runs only where some row has a target
     device = next(model.parameters()).device
+    picked = targets[:, columns].to(device)  # (R, K)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = forward_logits(model, batch, columns.to(device))  # (R, K, V)
-    return F.cross_entropy(logits.float().flatten(0, 1), targets[:, columns].flatten().to(device),
-                           ignore_index=IGNORE, reduction="sum")
+        if output_head(model) is None:  # e.g. a LoRA-wrapped head: the plain path
+            logits = forward_logits(model, batch, columns.to(device))  # (R, K, V)
+        else:
+            with head_logprobs(model, picked.clamp(min=0)) as out:
+                forward_logits(model, batch, columns.to(device))
+            return -(out["logp"] * (picked != IGNORE)).sum()
+    return F.cross_entropy(logits.float().flatten(0, 1), picked.flatten(), ignore_index=IGNORE, reduction="sum")
 
 
 def accumulate_gradients(model, batches: Sequence[PackedBatch], step_targets: float, bf16: bool = False) -> float:
