@@ -6,7 +6,7 @@ import pytest
 from serve_support import running_server
 
 from r1lab.models import tiny_tokenizer
-from r1lab.rollout.llama_forward import UnsupportedModelError
+from r1lab.rollout.families import UnsupportedModelError
 from r1lab.serve.app import build_service
 
 ASK = [{"role": "system", "content": "Think first."}, {"role": "user", "content": "2+2?"}]

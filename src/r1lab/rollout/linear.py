@@ -12,6 +12,7 @@ different model (a few % relative error per matmul): an explicit opt-in for roll
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -30,11 +31,23 @@ class DenseLinear:
         return F.linear(x, self.weight, self.bias)
 
 
-def can_prepack(device: torch.device) -> bool:
-    """oneDNN prepacking (torch's own CPU inference path) exists in this build and applies to `device`."""
+def can_prepack(device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
+    """oneDNN prepacking (torch's own CPU inference path) exists in this build and applies to `device`
+    and `dtype` (oneDNN packs bf16 only on CPUs with AVX-512 BF16 or AVX-NE-CONVERT)."""
     ops = torch.ops.mkldnn
-    return (device.type == "cpu" and torch.backends.mkldnn.is_available()
-            and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise"))
+    if not (device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise")):
+        return False
+    return _packs(dtype)
+
+
+@functools.cache
+def _packs(dtype: torch.dtype) -> bool:
+    try:  # the CPU feature checks live inside oneDNN: ask it once per dtype
+        torch.ops.mkldnn._reorder_linear_weight(torch.zeros((8, 8), dtype=dtype), 1)
+        return True
+    except RuntimeError:
+        return False
 
 
 class PackedLinear:

@@ -172,7 +172,7 @@ def build_service(model_name: str, *, served_model_name: str | None = None, api_
     it cannot run (not Llama / Qwen2 / Mistral, see docs/serve.md) raise UnsupportedModelError."""
     from r1lab.models import load_model, load_tokenizer
     from r1lab.rollout.factory import make_engine
-    from r1lab.rollout.llama_forward import UnsupportedModelError
+    from r1lab.rollout.families import UnsupportedModelError
 
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name)
