@@ -164,25 +164,39 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return prepare_tokenizer(tok)
 
 
+# What each tiny family sets beyond the shared shape: the features that make the family different.
+TINY_FAMILIES = {
+    "llama": {}, "qwen2": {}, "mistral": {},
+    "qwen3": dict(head_dim=24),  # explicit head_dim != hidden / heads
+    "gemma3_text": dict(head_dim=16, query_pre_attn_scalar=24, hidden_activation="gelu_pytorch_tanh",
+                        sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+                        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+                                         "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0}}),
+    "phi3": dict(partial_rotary_factor=0.5),
+    "olmo2": {},
+    "smollm3": dict(no_rope_layer_interval=2),  # layer 1 of 2 has no rotary
+}
+
+
 def tiny_model(family: str = "llama", vocab_size: int = 128, seed: int = 0, **overrides):
-    """A randomly initialised 2-layer decoder of a real architecture (Llama or Qwen2)."""
-    kinds = {"llama": "llama", "qwen2": "qwen2", "mistral": "mistral"}
-    if family not in kinds:
-        raise ValueError(f"tiny_model family must be one of {sorted(kinds)}, got {family!r}")
+    """A randomly initialised 2-layer decoder of a real architecture (a model_type in TINY_FAMILIES)."""
+    if family not in TINY_FAMILIES:
+        raise ValueError(f"tiny_model family must be one of {sorted(TINY_FAMILIES)}, got {family!r}")
     spec = dict(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2,
     )
+    spec.update(TINY_FAMILIES[family])
     spec.update(overrides)
-    config = AutoConfig.for_model(kinds[family], **spec)
+    config = AutoConfig.for_model(family, **spec)
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
 # Random tiny checkpoints by name, so that recipes (recipes/r1_tiny.yaml) and tests run the real
 # file-based code paths in seconds without shipping weights.
-TINY_ALIASES = {"tiny-llama": "llama", "tiny-qwen2": "qwen2"}
+TINY_ALIASES = {"tiny-llama": "llama", "tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-gemma3": "gemma3_text"}
 
 
 def _save_tiny(alias: str, target: Path) -> None:
