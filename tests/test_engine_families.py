@@ -98,3 +98,19 @@ def test_attention_softcapping_is_refused():
     config.attn_logit_softcapping = 50.0
     with pytest.raises(UnsupportedModelError, match="attn_logit_softcapping"):
         family_plan(config)
+
+
+def test_auto_engine_falls_back_to_transformers_with_one_notice(tokenizer, capsys):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from r1lab.rollout import factory
+
+    factory._NOTICED.discard("gpt2")
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2))
+    engines = [factory.make_engine("auto", gpt2, tokenizer, max_batch_size=4) for _ in range(2)]
+    assert all(isinstance(e, HFEngine) and e.max_batch_size == 4 for e in engines)
+    notice = capsys.readouterr().err
+    assert notice.count("\n") == 1 and "'gpt2'" in notice and "transformers generate" in notice
+    assert isinstance(factory.make_engine("auto", tiny_model("qwen3", vocab_size=len(tokenizer)), tokenizer), NativeEngine)
+    with pytest.raises(UnsupportedModelError, match="model_type.*'gpt2'"):
+        factory.make_engine("native", gpt2, tokenizer)  # asked for explicitly: still an error
