@@ -6,8 +6,8 @@ For each candidate reasoning-gym task: P held-out-style prompts x S samples at t
 temperature, the verbatim R1-Zero template (prompt style `zero`, no worked example, no system
 prompt), native engine. Prints, per task, the share of replies with both tag pairs (strict format),
 with an <answer>...</answer> pair, strict accuracy (tagged answer right), lenient accuracy (tagged,
-else last number), the share of prompts where at least one sample scores lenient accuracy > 0 (the
-groups GRPO can learn from), and the mean reply length. R1_SYSTEM.md §7: rewards must let some
+else last number), the share of prompts where at least one sample is right by the lenient rule (groups whose
+accuracy reward varies, which GRPO can learn from), and the mean reply length. R1_SYSTEM.md §7: rewards must let some
 samples score at step 0, or GRPO gets no signal.
 """
 from __future__ import annotations
@@ -44,7 +44,8 @@ def probe(engine, tokenizer, task: str, prompts: int, samples: int, params: Samp
     score = {name: [get_reward(name)(c, **r) for c, r in zip(replies, flat_rows)]
              for name in ("format", "format_partial", "accuracy", "accuracy_lenient")}
     lenient = score["accuracy_lenient"]
-    groups_with_signal = sum(any(lenient[i * samples:(i + 1) * samples]) for i in range(len(rows)))
+    # reasoning-gym's verifiers give 0.01 to a wrong answer: only a full score counts as right here
+    groups_with_signal = sum(any(v >= 1.0 for v in lenient[i * samples:(i + 1) * samples]) for i in range(len(rows)))
     return {
         "task": task, "n": len(replies),
         "tagged": sum(score["format"]) / len(replies),
@@ -72,7 +73,7 @@ def main() -> None:
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, logprobs=False)
     print(f"{args.model}: prompt style zero, prefill {args.prefill!r}, T={args.temperature}, "
           f"<= {args.max_new_tokens} new tokens, {args.prompts} prompts x {args.samples} samples")
-    print("| task | n | both tag pairs | <answer> pair | accuracy (tagged) | accuracy (lenient) | prompts with a scoring sample | mean tokens | s |")
+    print("| task | n | both tag pairs | <answer> pair | accuracy (tagged) | accuracy (lenient) | prompts with a right sample | mean tokens | s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for task in args.tasks.split(","):
         r = probe(engine, tokenizer, task, args.prompts, args.samples, params, prompt_cfg)
