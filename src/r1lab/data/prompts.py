@@ -44,9 +44,22 @@ def _chat(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+def bos_text(tokenizer) -> str:
+    """The BOS token as text if this tokenizer puts one first by itself (Gemma, Llama 3), else "".
+
+    Prompts are tokenized with add_special_tokens=False everywhere (a chat template writes its own
+    BOS), so a plain-text prompt must carry it: Gemma without its <bos> is a much worse model.
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    if tokenizer is None or bos is None:
+        return ""
+    ids = tokenizer("a")["input_ids"]
+    return bos if ids and ids[0] == tokenizer.bos_token_id else ""
+
+
 def render(question: str, cfg: PromptConfig, tokenizer=None) -> str:
     if cfg.style == "zero":
-        return R1_ZERO_TEMPLATE.format(prompt=question) + (" " + cfg.prefill if cfg.prefill else "")
+        return bos_text(tokenizer) + R1_ZERO_TEMPLATE.format(prompt=question) + (" " + cfg.prefill if cfg.prefill else "")
     if cfg.style == "r1":  # no system prompt, instructions in the user turn, reply opens the think block
         return _chat(tokenizer, [{"role": "user", "content": f"{question}\n{R1_MATH_SUFFIX}"}]) + cfg.prefill
     messages = [{"role": "system", "content": cfg.system}] if cfg.system else []

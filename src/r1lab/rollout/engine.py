@@ -4,7 +4,7 @@ Three pieces, as in vLLM: the scheduler (scheduler.py) decides which rows run, a
 into free cache slots between steps and retires finished or cancelled ones; the runner (this file's
 `NativeRunner`) runs one prefill or one decode step for the rows it is given, over the KV cache,
 and samples each row's next token; `Session` (session.py) connects them one step at a time. The
-forward itself is llama_forward.py. `generate` is a session with every prompt added up front; a
+forward itself is forward.py (the model families it runs: families.py). `generate` is a session with every prompt added up front; a
 server keeps a session open and adds requests while it runs.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from r1lab.rollout.base import Completion, SamplingParams, check_seeds
 from r1lab.rollout.finish import eos_ids_of, finish_completion
 from r1lab.rollout.kv_cache import KVCache
-from r1lab.rollout.llama_forward import LlamaFamilyForward, ModelWeights
+from r1lab.rollout.forward import DecoderForward, ModelWeights
 from r1lab.rollout.sampling import next_tokens
 from r1lab.rollout.scheduler import Row, Scheduler, SlotMove
 from r1lab.rollout.session import Session
@@ -37,7 +37,8 @@ def common_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
 
 
 class NativeEngine:
-    """Fast CPU rollouts for Llama / Qwen2 / Mistral models; implements the `Engine` protocol and
+    """Fast rollouts for the decoder families in families.py (Llama, Qwen2/3, Mistral, Gemma 3, Phi-3/4,
+    OLMo 2, SmolLM3); implements the `Engine` protocol and
     the step API (`session()`).
 
     model: a HF decoder-only causal LM. Weights are read from it whenever a session starts (every
@@ -62,13 +63,13 @@ class NativeEngine:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.model, self.tokenizer, self.max_batch_size = model, tokenizer, max_batch_size
-        self.forward = LlamaFamilyForward(model, dtype=dtype, quantize=quantize, prepack=prepack)
+        self.forward = DecoderForward(model, dtype=dtype, quantize=quantize, prepack=prepack)
         self.eos_ids = eos_ids_of(tokenizer, model)
 
     @property
     def context_length(self) -> int:
         """The longest prompt + generation a row may have."""
-        return min(self.forward.max_positions, self.forward.sliding_window or math.inf)
+        return self.forward.max_positions
 
     def refresh_weights(self) -> None:
         """Re-copy the model's weights; needed only with a cast `dtype` or `quantize`."""
@@ -110,11 +111,12 @@ class NativeEngine:
 class NativeRunner:
     """The compute half of a session: its KV cache, the weights it read, one prefill or decode step."""
 
-    def __init__(self, forward: LlamaFamilyForward, max_slots: int, max_len_limit: int):
+    def __init__(self, forward: DecoderForward, max_slots: int, max_len_limit: int):
         self.fwd, self.max_slots, self.max_len_limit = forward, max_slots, max_len_limit
         self.weights: ModelWeights = forward.weights()
         self.cache: KVCache | None = None
-        self.cos = self.sin = None  # (Tmax, D) RoPE tables, as long as the cache
+        self.ropes: dict = {}  # {layer type: (cos, sin)}, each (Tmax, Dr): RoPE tables as long as the cache
+        self.rope_len = 0
 
     def check_length(self, total_len: int) -> None:
         self.fwd.check_length(total_len)
@@ -131,8 +133,8 @@ class NativeRunner:
             if max_len > cache.max_len:
                 max_len = max(max_len, min(2 * cache.max_len, self.max_len_limit))
             self.cache = cache.grown(num_slots, max_len)
-        if self.cos is None or self.cos.shape[0] < self.cache.max_len:
-            self.cos, self.sin = self.fwd.rope_tables(self.cache.max_len)
+        if self.rope_len < self.cache.max_len:
+            self.ropes, self.rope_len = self.fwd.rope_tables(self.cache.max_len), self.cache.max_len
 
     @torch.inference_mode()
     def move(self, move: SlotMove) -> None:
@@ -180,14 +182,14 @@ class NativeRunner:
             tokens[i, :len(p)] = torch.tensor(p)
         lengths = torch.tensor([len(p) for p in prompts], device=device)
         return self.fwd.prefill(self.weights, tokens.to(device), lengths, self.cache, slots, rows,
-                                self.cos, self.sin, start=start)
+                                self.ropes, start=start)
 
     @torch.inference_mode()
     def decode(self, rows: list[Row]) -> tuple[list[int], list[float] | None]:
         device = self.fwd.device
         tokens = torch.tensor([r.tokens[-1] for r in rows], device=device)  # (B,)
         positions = torch.tensor([r.length - 1 for r in rows], device=device)  # (B,)
-        return self._sample(rows, self.fwd.decode(self.weights, tokens, positions, self.cache, self.cos, self.sin))
+        return self._sample(rows, self.fwd.decode(self.weights, tokens, positions, self.cache, self.ropes))
 
     def _sample(self, rows: list[Row], logits: torch.Tensor) -> tuple[list[int], list[float] | None]:
         """logits: (B, V). Each row samples with its own params and generator; rows that share

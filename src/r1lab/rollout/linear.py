@@ -12,6 +12,7 @@ different model (a few % relative error per matmul): an explicit opt-in for roll
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -31,16 +32,22 @@ class DenseLinear:
 
 
 def can_prepack(device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
-    """oneDNN prepacking (torch's own CPU inference path) exists in this build and applies to `device`.
-
-    Reduced precision needs the CPU's bf16 instructions: on AVX2-only machines oneDNN refuses to
-    reorder a bf16 weight (there, dense bf16 matmuls still run, through a slower fallback).
-    """
+    """oneDNN prepacking (torch's own CPU inference path) exists in this build and applies to `device`
+    and `dtype` (oneDNN packs bf16 only on CPUs with AVX-512 BF16 or AVX-NE-CONVERT)."""
     ops = torch.ops.mkldnn
     if not (device.type == "cpu" and torch.backends.mkldnn.is_available()
             and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise")):
         return False
-    return dtype == torch.float32 or bool(ops._is_mkldnn_bf16_supported())
+    return _packs(dtype)
+
+
+@functools.cache
+def _packs(dtype: torch.dtype) -> bool:
+    try:  # the CPU feature checks live inside oneDNN: ask it once per dtype
+        torch.ops.mkldnn._reorder_linear_weight(torch.zeros((8, 8), dtype=dtype), 1)
+        return True
+    except RuntimeError:
+        return False
 
 
 class PackedLinear:

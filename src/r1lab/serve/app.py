@@ -179,10 +179,10 @@ def build_service(model_name: str, *, served_model_name: str | None = None, api_
                   think_prefill: bool = True, default_max_tokens: int = 1024, max_batch: int = 64,
                   max_waiting: int = 256, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ChatService:
     """Load the model onto the native rollout engine (its step API batches the requests); models
-    it cannot run (not Llama / Qwen2 / Mistral, see docs/serve.md) raise UnsupportedModelError."""
+    it cannot run (see docs/models.md) raise UnsupportedModelError."""
     from r1lab.models import load_model, load_tokenizer
     from r1lab.rollout.factory import make_engine
-    from r1lab.rollout.llama_forward import UnsupportedModelError
+    from r1lab.rollout.families import UnsupportedModelError
 
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name)
@@ -190,7 +190,7 @@ def build_service(model_name: str, *, served_model_name: str | None = None, api_
         engine = make_engine("native", model, tokenizer, max_batch_size=max_batch)  # a fixed model: prepacked
     except UnsupportedModelError as err:
         raise UnsupportedModelError(f"{model_name}: r1lab serve decodes on the native rollout engine, which "
-                                    f"runs Llama, Qwen2 and Mistral decoders only: {err}") from err
+                                    f"runs the decoder families in docs/models.md only: {err}") from err
     name = served_model_name or Path(model_name.rstrip("/")).name
     config = ServeConfig(served_model_name=name, api_key=api_key, think_prefill=think_prefill,
                          default_max_tokens=default_max_tokens, max_body_bytes=max_body_bytes)
