@@ -126,3 +126,27 @@ def test_the_docs_show_commands_and_most_run_as_written():
     commands = documented()
     runnable = [c for _, c in commands if argv_of(c) is not None]
     assert len(commands) >= 20 and len(runnable) >= 0.75 * len(commands), (len(commands), len(runnable))
+
+
+def test_zero_and_eval_default_to_the_native_engine_with_the_transformers_fallback(monkeypatch, tmp_path):
+    """No --engine: training samples with `auto` (native where it knows the model), and so does eval."""
+    from r1lab.rl.config import ZeroConfig
+    from r1lab.rollout import factory
+
+    assert ZeroConfig().engine == "auto"
+    monkeypatch.chdir(tmp_path)
+    built = []  # the engine names eval asks the factory for
+    monkeypatch.setattr(factory, "make_engine", lambda name, *a, **k: built.append(name) or MagicMock())
+    import r1lab.eval
+    import r1lab.models
+
+    monkeypatch.setattr(r1lab.models, "load_model", lambda *a, **k: MagicMock())
+    monkeypatch.setattr(r1lab.models, "load_tokenizer", lambda *a, **k: MagicMock())
+    monkeypatch.setattr(r1lab.eval, "run_eval", lambda *a, **k: MagicMock())
+    from r1lab.eval import report
+
+    monkeypatch.setattr(report, "summary_table", lambda *a: "")
+    result = CliRunner().invoke(cli.app, ["eval", "-m", "tiny-llama", "-b", "gsm8k", "--limit", "1"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert built == ["auto"]

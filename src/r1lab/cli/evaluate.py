@@ -50,7 +50,7 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="samples per generate call (default 32)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="default 0"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of EvalConfig fields; flags override it"),
-    engine: str = typer.Option("hf", "--engine", help="rollout backend: hf (transformers generate) | native | vllm (GPU)"),
+    engine: str = typer.Option("auto", "--engine", help="rollout backend: auto (native where it knows the model, else hf) | native | hf (transformers generate) | vllm (GPU)"),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:

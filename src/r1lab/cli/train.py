@@ -20,7 +20,7 @@ def zero(
                                                   "module:function; the names `r1lab eval -b` takes."),
     steps: Optional[int] = typer.Option(None, help="GRPO steps."),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run directory."),
-    engine: Optional[str] = typer.Option(None, help="Rollout backend: hf, native or vllm (GPU)."),
+    engine: Optional[str] = typer.Option(None, help="Rollout backend: auto (default: native where it knows the model, else hf), native, hf or vllm (GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in output-dir from its last checkpoint "
                                                         "(starts a new one, and says so, where there is none)."),
     fsdp: bool = typer.Option(False, "--fsdp", help="Under torchrun: shard weights, grads and optimizer (FSDP2), not DDP."),

@@ -85,7 +85,7 @@ class StagedRunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     output_dir: str = "runs/staged"
-    engine: str = "native"
+    engine: str = "auto"  # native where it knows the model, else transformers generate (one notice)
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     eval: StageEvalConfig = field(default_factory=StageEvalConfig)
 

@@ -30,7 +30,7 @@ class GenerateConfig:
     base_url: str = ""  # endpoint teacher: OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1
     api_key: str = ""  # endpoint bearer key ("" sends none); the CLI also reads R1LAB_TEACHER_API_KEY
     endpoint_model: str = ""  # endpoint teacher: the `model` sent with each request
-    engine: str = "native"  # local teacher's rollout backend: native | hf
+    engine: str = "auto"  # local teacher's rollout backend: auto (native, else hf) | native | hf
     task: TaskConfig = field(default_factory=TaskConfig)
     split: str = "train"  # train | test
     limit: int = 0  # first n rows of the split (0 = all)

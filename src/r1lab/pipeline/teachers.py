@@ -58,7 +58,7 @@ class LocalTeacher:
     its traces depend on batching.
     """
 
-    def __init__(self, model, engine: str = "native", prompt: PromptConfig | None = None,
+    def __init__(self, model, engine: str = "auto", prompt: PromptConfig | None = None,
                  params: SamplingParams | None = None, batch_size: int = 32, *, tokenizer=None,
                  name: str | None = None) -> None:
         from r1lab.rollout.factory import make_engine

@@ -129,7 +129,7 @@ class ZeroConfig:
     reward_errors: Literal["error", "zero", "skip"] = "error"
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    engine: str = "hf"  # rollout backend: auto (native where it knows the model, else hf) | hf (transformers generate) | native | vllm (GPU)
+    engine: str = "auto"  # rollout backend: auto (native where it knows the model, else hf with a notice) | hf (transformers generate) | native | vllm (GPU)
     engine_options: dict[str, Any] = field(default_factory=dict)  # backend arguments, e.g. vllm's {gpu_memory_utilization: 0.3}
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP replicas
