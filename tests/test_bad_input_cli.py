@@ -106,10 +106,10 @@ def test_model_dir_with_only_config_json(tmp_path, cache):
     (model / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 100}))
     data = write_jsonl(tmp_path / "d.jsonl", ROWS)
     result, run = zero(tmp_path, cache, data, model=str(model))
-    line = error_line(result, f"{model}: no tokenizer files")
+    line = error_line(result, f"{model}: a model directory without weights")
     assert "sentencepiece" not in line
     assert not (tmp_path / "out").exists()
-    error_line(evaluate(tmp_path, cache, data, model=str(model)), f"{model}: no tokenizer files")
+    error_line(evaluate(tmp_path, cache, data, model=str(model)), f"{model}: a model directory without weights")
 
 
 def test_unwritable_output_in_zero_and_eval(tmp_path, cache):
