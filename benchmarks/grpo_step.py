@@ -15,7 +15,6 @@ Needs the benchmark extra: pip install -e ".[bench]".
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
@@ -24,7 +23,7 @@ from r1lab.config import load_config
 from r1lab.data import load_task
 from r1lab.data.prompts import full_completion, render
 from r1lab.models import load_model, load_tokenizer
-from r1lab.precision import bf16_is_faster, cpu_bf16_speedup
+from r1lab.precision import bf16_is_faster, cpu_bf16_speedup, cpu_name
 from r1lab.rewards import score_batch
 from r1lab.rl.config import ZeroConfig
 from r1lab.rl.trainer import GRPOTrainer, Policy
@@ -129,7 +128,7 @@ def main():
         else args.precisions.split(",")
 
     prompts, group, max_new = CONFIGS[args.config]
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+    print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, bf16/fp32 GEMM speed {cpu_bf16_speedup():.2f}x; config {args.config}: "
           f"{prompts} prompts x {group}, <= {max_new} new tokens, {args.steps} steps, lr {args.lr}, beta 0, "
           f"seed {args.seed}", flush=True)

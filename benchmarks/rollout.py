@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import sys
 import time
 
@@ -33,7 +32,7 @@ import torch
 
 from r1lab.data.prompts import R1_ZERO_TEMPLATE
 from r1lab.models import load_model, load_tokenizer
-from r1lab.precision import bf16_is_faster
+from r1lab.precision import bf16_is_faster, cpu_name
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engine import NativeEngine
 from r1lab.rollout.factory import make_engine
@@ -183,7 +182,7 @@ def main() -> None:
         peak["fp32"] = max(peak["fp32"], gemm_peak(torch.float32))
 
     roof = {dtype: gflops * 1e9 / flops_per_token for dtype, gflops in peak.items()}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
+    print(f"machine: {cpu_name()}, torch threads "
           f"{args.threads}, load avg {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print(f"GEMM peak (1024^3, best sample over the run): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} "
           f"GFLOP/s; {flops_per_token / 1e6:.0f} MFLOP/token -> roofline fp32 {roof['fp32']:.0f} tok/s, "

@@ -90,6 +90,14 @@ def test_run_directory_contents(tiny_model_dir, tmp_path):
         train_zero(cfg, progress=False)
 
 
+def test_eval_at_start_off_skips_only_the_step_0_evaluation(tiny_model_dir, tmp_path):
+    cfg = tiny_config(tiny_model_dir, tmp_path / "run", **{"grpo.steps": 2, "run.eval_every": 2,
+                                                           "run.eval_at_start": "false", "run.plot_every": 0})
+    metrics = train_zero(cfg, progress=False).read_metrics()
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert "eval/accuracy" not in metrics[0] and "eval/accuracy" in metrics[1]
+
+
 def test_aha_lens_logs_reflection_metrics_and_candidates(tiny_model_dir, tmp_path, monkeypatch):
     real_rollout = trainer_mod.GRPOTrainer.rollout
 

@@ -6,6 +6,8 @@ must not hard-code either, so "auto" measures: one decode-sized GEMM probe per p
 """
 from __future__ import annotations
 
+import os
+import platform
 import time
 
 import torch
@@ -47,6 +49,21 @@ def agree_across_ranks() -> None:
     global _measured_speedup
     if dist.is_distributed():
         _measured_speedup = dist.broadcast_object(cpu_bf16_speedup() if dist.rank() == 0 else None)
+
+
+def cpu_name() -> str:
+    """The CPU's model name, its usable cores and whether it has AVX-512 BF16: the facts a benchmark figure needs."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as info:
+            first_cpu = info.read().split("\n\n")[0]
+        fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in first_cpu.splitlines())}
+    except OSError:  # not Linux
+        pass
+    name, flags = fields.get("model name") or platform.processor() or platform.machine(), fields.get("flags", "").split()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    isa = "AVX-512 BF16" if "avx512_bf16" in flags else "AVX2, no AVX-512 BF16" if "avx2" in flags else ""
+    return f"{name}, {cores} cores" + (f", {isa}" if isa else "")
 
 
 def bf16_is_faster(device: torch.device | str = "cpu") -> bool:

@@ -99,6 +99,7 @@ class RunConfig:
     checkpoint_every: int = 10  # steps; the last step always checkpoints
     keep_checkpoints: int = 2
     eval_every: int = 10  # held-out evaluation at step 0, every N steps and at the end (0: never)
+    eval_at_start: bool = True  # the step-0 evaluation; off for runs that share one starting model (comparisons)
     eval_size: int = 200  # held-out prompts per evaluation
     eval_temperature: float = 0.0  # 0 = greedy: the least noisy single-sample estimate
     eval_batch_size: int = 64

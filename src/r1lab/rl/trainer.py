@@ -332,7 +332,7 @@ def _start(cfg: ZeroConfig, task: Task, run: RunDir, resume: bool) -> GRPOTraine
 
 def _run_steps(cfg: ZeroConfig, trainer: GRPOTrainer, run: RunDir, bar, title: str) -> None:
     """Steps until the step count or the time budget is used up; evaluate, plot and checkpoint on the way."""
-    if trainer.step == 0 and cfg.run.eval_every:
+    if trainer.step == 0 and cfg.run.eval_every and cfg.run.eval_at_start:
         evaluation = trainer.evaluate()
         run.log_metrics(0, evaluation)
         bar.update(0, evaluation)
