@@ -15,6 +15,7 @@ Needs the benchmark extra: pip install -e ".[bench]".
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 
 import torch
@@ -127,6 +128,8 @@ def main():
     precisions = (["fp32", "bf16"] if bf16_is_faster() else ["fp32"]) if args.precisions == "auto" \
         else args.precisions.split(",")
 
+    if not args.skip_trl and importlib.util.find_spec("trl") is None:  # fail before minutes of r1lab steps
+        parser.error('the TRL baseline needs trl: pip install -e ".[bench]" (or pass --skip-trl)')
     prompts, group, max_new = CONFIGS[args.config]
     print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, bf16/fp32 GEMM speed {cpu_bf16_speedup():.2f}x; config {args.config}: "

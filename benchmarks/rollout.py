@@ -16,6 +16,12 @@ it); --hf-bf16 adds transformers `generate` on a bf16 copy as a second baseline.
 is NativeEngine(quantize="int8"): faster on AVX2, not exact. It also checks that greedy fp32
 output matches transformers token for token.
 
+llama.cpp: where `llama_cpp` is importable (pip install llama-cpp-python: it builds llama.cpp from source,
+~9 min on 2 cores; a benchmark-only step, never a CI dependency), batch 1 also runs llama.cpp on the alias's
+own GGUF file (its weight format, e.g. Q4_1, printed beside it) with the same prompt token ids and thread
+count, sampling at T=1 over the whole vocabulary, exactly --new-tokens tokens. Its Python binding decodes
+one sequence, so it appears at batch 1 only.
+
 Roofline: the best 1024^3 GEMM GFLOP/s sampled during the run in the engine's dtype (fp32 is
 re-sampled after every batch size because a shared machine makes single samples noisy) divided by
 2 * (linear-layer params incl. LM head) FLOPs per token, at the thread count used.
@@ -24,13 +30,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from r1lab.data.prompts import R1_ZERO_TEMPLATE
+from r1lab.gguf import GGUF_ALIASES, alias_file
 from r1lab.models import load_model, load_tokenizer
 from r1lab.precision import bf16_is_faster, cpu_name
 from r1lab.rollout.base import SamplingParams
@@ -102,6 +113,35 @@ class IgnoreEOS:
             engine.eos_ids = ids
 
 
+class LlamaCpp:
+    """llama.cpp through llama-cpp-python on a GGUF file, one sequence at a time, EOS ignored."""
+
+    def __init__(self, path: Path, threads: int):
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+        self.weights = path.name.rsplit(".", 2)[-2] if path.name.count(".") >= 2 else path.stem
+
+    def generate(self, prompts, params, seeds):
+        if len(prompts) != 1:
+            raise ValueError("the llama.cpp baseline runs batch 1 only")
+        self.llm.set_seed(seeds[0])
+        tokens = []
+        for token in self.llm.generate(prompts[0], temp=params.temperature, top_k=0, top_p=1.0, min_p=0.0,
+                                       repeat_penalty=1.0, reset=True):
+            tokens.append(token)
+            if len(tokens) == params.max_new_tokens:
+                break
+        return [SimpleNamespace(token_ids=tokens)]
+
+
+def llama_cpp_baseline(alias: str, threads: int, scratch: Path) -> LlamaCpp | None:
+    """llama.cpp on the alias's GGUF when llama_cpp is importable and the model is a bundled GGUF alias."""
+    if importlib.util.find_spec("llama_cpp") is None or alias not in GGUF_ALIASES:
+        return None
+    return LlamaCpp(alias_file(alias, scratch), threads)
+
+
 def timed(engine, prompts, params, seeds) -> tuple[float, list]:
     start = time.perf_counter()
     out = engine.generate(prompts, params, seeds)
@@ -129,6 +169,7 @@ def main() -> None:
                         help="time NativeEngine(dtype=bfloat16) too (auto: where bf16 GEMMs are faster here)")
     parser.add_argument("--hf-bf16", action="store_true", help="also time transformers generate on a bf16 copy")
     parser.add_argument("--no-int8", action="store_true", help="skip NativeEngine(quantize='int8')")
+    parser.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp baseline at batch 1")
     parser.add_argument("--group", type=int, default=1,
                         help="copies of each prompt (GRPO samples a group per prompt; 1 = all distinct)")
     parser.add_argument("--logprobs", action="store_true", help="ask for log-probs (the GRPO trainer does not)")
@@ -145,6 +186,8 @@ def main() -> None:
     hf = HFEngine(model, tokenizer)
     hf_models = [model] + ([copy.deepcopy(model).to(torch.bfloat16)] if args.hf_bf16 else [])
     hf_bf16 = HFEngine(hf_models[1], tokenizer) if args.hf_bf16 else None
+    scratch = tempfile.TemporaryDirectory(prefix="r1lab-bench-gguf-")
+    llama = None if args.no_llama_cpp else llama_cpp_baseline(args.model, args.threads, Path(scratch.name))
     # On a shared machine one short GEMM sample can land in a busy moment: the peak is the best
     # sample over the whole run (re-measured after every batch size), and the table is printed last.
     peak = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
@@ -155,18 +198,20 @@ def main() -> None:
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=1.0, logprobs=args.logprobs)
     # Every speed-up is against transformers generate in fp32 (the model's dtype: what users run).
     columns = [("hf_bf16", "HF gen bf16 tok/s"), ("native", "native tok/s"), ("bf16", "native bf16 tok/s"),
-               ("int8", "native int8 tok/s")]
+               ("int8", "native int8 tok/s")] + ([("llama_cpp", f"llama.cpp {llama.weights} tok/s")] if llama else [])
     header = f"{'batch':>5} | {'prompt tok':>10} | {'HF generate tok/s':>17}"
     for name, title in columns:
-        if name in ("hf_bf16", "bf16", "int8") and {"hf_bf16": hf_bf16, "bf16": native_bf16, "int8": native_int8}[name] is None:
+        optional = {"hf_bf16": hf_bf16, "bf16": native_bf16, "int8": native_int8}
+        if name in optional and optional[name] is None:
             continue
-        header += f" | {title:>17} | {'speedup':>7}" + (f" | {'% roofline':>10}" if name in ("native", "bf16") else "")
+        header += f" | {title:>{max(17, len(title))}} | {'speedup':>7}" + (f" | {'% roofline':>10}" if name in ("native", "bf16") else "")
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
         distinct = chat_prompts(tokenizer, max(1, batch // args.group))
         prompts = [p for p in distinct for _ in range(args.group)][:batch]
         seeds = list(range(batch))
-        engines = {"hf": hf, "hf_bf16": hf_bf16, "native": native, "bf16": native_bf16, "int8": native_int8}
+        engines = {"hf": hf, "hf_bf16": hf_bf16, "native": native, "bf16": native_bf16, "int8": native_int8,
+                   "llama_cpp": llama if batch == 1 else None}
         engines = {name: e for name, e in engines.items() if e is not None}
         best = {name: float("inf") for name in engines}
         with IgnoreEOS(hf_models, [e for e in engines.values() if isinstance(e, NativeEngine)], args.new_tokens):
@@ -196,12 +241,21 @@ def main() -> None:
     print("-" * len(header))
     for batch, prompt_tokens, rate in rows:
         line = f"{batch:>5} | {prompt_tokens:>10} | {rate['hf']:>17.1f}"
-        for name, _ in columns:
-            if name in rate:
-                line += f" | {rate[name]:>17.1f} | {rate[name] / rate['hf']:>6.2f}x"
+        for name, title in columns:
+            width = max(17, len(title))
+            if name == "llama_cpp" and name not in rate:  # batch 1 only
+                line += f" | {'-':>{width}} | {'-':>7}"
+            elif name in rate:
+                line += f" | {rate[name]:>{width}.1f} | {rate[name] / rate['hf']:>6.2f}x"
                 if name in ("native", "bf16"):
                     line += f" | {100 * rate[name] / roof['bf16' if name == 'bf16' else 'fp32']:>9.1f}%"
         print(line)
+    batch1 = next((rate for batch, _, rate in rows if batch == 1 and "llama_cpp" in rate), None)
+    if batch1:
+        ours = {name: r for name, r in batch1.items() if name in ("native", "bf16", "int8")}
+        name = max(ours, key=ours.get)
+        print(f"\nbatch 1: r1lab's fastest ({name}) {ours[name]:.1f} tok/s vs llama.cpp ({llama.weights} GGUF) "
+              f"{batch1['llama_cpp']:.1f} tok/s: {ours[name] / batch1['llama_cpp']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -50,17 +50,20 @@ def _package_folder(alias: str) -> Path:
     return Path(spec.origin).parent
 
 
+def alias_file(alias: str, scratch: Path) -> Path:
+    """The alias's GGUF file: inside its package, or joined from its chunks into the folder `scratch`."""
+    source, folder = GGUF_ALIASES[alias], _package_folder(alias)
+    if source.assembled:
+        return Path(importlib.import_module(source.package).assemble(Path(scratch) / source.filename))
+    if not (folder / source.filename).is_file():
+        raise GGUFError(f"model alias {alias!r}: {folder / source.filename} is missing from the package")
+    return folder / source.filename
+
+
 def convert_alias(alias: str, target: Path, save) -> None:
     """Convert the alias's GGUF into `target` (`save(model, tokenizer, target)` writes it)."""
-    source, folder = GGUF_ALIASES[alias], _package_folder(alias)
-    if not source.assembled:
-        if not (folder / source.filename).is_file():
-            raise GGUFError(f"model alias {alias!r}: {folder / source.filename} is missing from the package")
-        convert_file(folder / source.filename, target, save)
-        return
-    with tempfile.TemporaryDirectory(prefix="r1lab-gguf-") as tmp:  # the joined file is needed only once
-        path = importlib.import_module(source.package).assemble(Path(tmp) / source.filename)
-        convert_file(Path(path), target, save)
+    with tempfile.TemporaryDirectory(prefix="r1lab-gguf-") as tmp:  # a joined file is needed only once
+        convert_file(alias_file(alias, Path(tmp)), target, save)
 
 
 @functools.lru_cache(maxsize=32)

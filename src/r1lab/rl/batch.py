@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,7 @@ def padded_rows(rows: Sequence[Sequence[float]], width: int) -> Tensor:
     return out
 
 
-def _right_pad(completions: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+def right_pad(completions: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """(B, Wc) ids and float mask with each completion flush left."""
     wc = max(max(len(c) for c in completions), 1)
     ids = torch.full((len(completions), wc), pad_id, dtype=torch.long)
@@ -64,7 +64,7 @@ def _right_pad(completions: Sequence[Sequence[int]], pad_id: int) -> tuple[Tenso
 def pack(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int,
          index: list[int]) -> SequenceBatch:
     prompt_ids, prompt_mask = _left_pad(prompts, pad_id)
-    completion_ids, completion_mask = _right_pad(completions, pad_id)
+    completion_ids, completion_mask = right_pad(completions, pad_id)
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     attention = torch.cat([prompt_mask, completion_mask.long()], dim=1)
     position_ids = (attention.cumsum(1) - 1).clamp(min=0)
@@ -122,14 +122,15 @@ class GroupBatch:
 def pack_groups(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], row_prompt: Sequence[int],
                 pad_id: int, index: list[int]) -> GroupBatch:
     prompt_ids, prompt_mask = _left_pad(prompts, pad_id)
-    completion_ids, completion_mask = _right_pad(completions, pad_id)
+    completion_ids, completion_mask = right_pad(completions, pad_id)
     return GroupBatch(prompt_ids, prompt_mask, torch.tensor(list(row_prompt), dtype=torch.long),
                       completion_ids, completion_mask, index)
 
 
-def group_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[int]],
-                        completions: Sequence[Sequence[int]], pad_id: int, size: int) -> list[GroupBatch]:
-    """Whole groups per micro-batch (about `size` completions each); rows keep their batch positions."""
+def grouped_micro_batches(pack_fn, prompt_of: Sequence[int], prompts: dict[int, Sequence[int]],
+                          completions: Sequence[Sequence[int]], pad_id: int, size: int) -> list:
+    """Whole groups per micro-batch (about `size` completions each), each packed by
+    `pack_fn(prompts, completions, row_prompt, pad_id, index)`; rows keep their batch positions."""
     groups: dict[int, list[int]] = {}
     for i, key in enumerate(prompt_of):
         groups.setdefault(key, []).append(i)
@@ -145,9 +146,15 @@ def group_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[in
     for keys in chunks:
         rows = [i for k in keys for i in groups[k]]
         slot = {k: j for j, k in enumerate(keys)}
-        out.append(pack_groups([prompts[k] for k in keys], [completions[i] for i in rows],
-                               [slot[prompt_of[i]] for i in rows], pad_id, rows))
+        out.append(pack_fn([prompts[k] for k in keys], [completions[i] for i in rows],
+                           [slot[prompt_of[i]] for i in rows], pad_id, rows))
     return out
+
+
+def group_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[int]],
+                        completions: Sequence[Sequence[int]], pad_id: int, size: int) -> list[GroupBatch]:
+    """Whole groups per micro-batch, padded (GroupBatch)."""
+    return grouped_micro_batches(pack_groups, prompt_of, prompts, completions, pad_id, size)
 
 
 @functools.cache
@@ -215,34 +222,18 @@ def score_groups(model, batch: GroupBatch, temperature: float, with_entropy: boo
 
 # ---------------------------------------------------------------- one step's samples, ready to score
 def to_device(batch, device: torch.device):
-    """A packed micro-batch with its tensors on `device` (the batch itself on the CPU)."""
+    """A packed micro-batch with its tensors (nested dataclasses' too) on `device` (the batch itself on the CPU)."""
     if device.type == "cpu":
         return batch
-    return dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)
-                                         if isinstance(getattr(batch, f.name), torch.Tensor)})
 
+    def moved(value):
+        if isinstance(value, torch.Tensor):
+            return value.to(device)
+        if dataclasses.is_dataclass(value):
+            return to_device(value, device)
+        if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            return [to_device(v, device) for v in value]
+        return value
 
-def pack_for_scoring(prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
-                     counted: Sequence[int], group_size: int, pad_id: int, size: int, share_prompt: bool,
-                     device: torch.device) -> tuple[list, Callable]:
-    """The counted samples packed into micro-batches on `device`, and the scorer for them. A micro-batch's
-    `index` holds positions in `counted`. With `share_prompt` each prompt's forward runs once per group."""
-    completions = [completion_ids[i] for i in counted]
-    if share_prompt:
-        prompt_of = [i // group_size for i in counted]
-        prompts = {k: prompt_ids[k * group_size] for k in set(prompt_of)}
-        batches, score = group_micro_batches(prompt_of, prompts, completions, pad_id, size), score_groups
-    else:
-        batches = micro_batches([prompt_ids[i] for i in counted], completions, pad_id, size)
-        score = score_sequences
-    return [to_device(b, device) for b in batches], score
-
-
-def filler_batch(score: Callable, pad_id: int, device: torch.device):
-    """One pad token of prompt and of completion, masked out: what a rank with fewer micro-batches runs."""
-    if score is score_groups:
-        b = pack_groups([[pad_id]], [[pad_id]], [0], pad_id, [])
-    else:
-        b = pack([[pad_id]], [[pad_id]], pad_id, [])
-    b.completion_mask.zero_()
-    return to_device(b, device)
+    return dataclasses.replace(batch, **{f.name: moved(getattr(batch, f.name)) for f in dataclasses.fields(batch)
+                                         if f.init})

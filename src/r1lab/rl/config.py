@@ -9,6 +9,7 @@ from r1lab.data.prompts import PromptConfig
 from r1lab.models import ModelConfig
 from r1lab.rl.advantages import ADVANTAGE_ESTIMATORS, REWARD_SCALES, reward_scale
 from r1lab.rl.grpo import KL_ESTIMATORS, LOSS_TYPES
+from r1lab.rl.layout import LAYOUTS
 from r1lab.rl.mismatch import CORRECTION_LEVELS, ROLLOUT_CORRECTIONS
 
 
@@ -49,14 +50,17 @@ class GRPOConfig:
     drop_uniform_groups: bool = False  # DAPO dynamic sampling: skip groups whose rewards are all equal
     mask_truncated: bool = False  # DAPO overlong masking: completions cut by max_new_tokens get no gradient
     micro_batch_size: int = 16  # sequences per forward/backward; gradients accumulate to the full batch
-    share_prompt_forward: bool = True  # run each prompt once per group and fan its KV cache out to the G samples
+    # The training forward's layout: packed (a micro-batch's groups as one unpadded row, each prompt once),
+    # shared_prompt (padded; each prompt's KV cache fanned out to its group) or padded (full padded sequences)
+    layout: Literal["packed", "shared_prompt", "padded"] = "packed"
     # autocast the training forward to bf16 (weights and optimizer stay fp32); auto: where bf16 is faster here
     bf16_autocast: bool | Literal["auto"] = False
     seed: int = 0
 
     def __post_init__(self):
         choices = {"loss_type": LOSS_TYPES, "kl_estimator": KL_ESTIMATORS, "advantage": ADVANTAGE_ESTIMATORS,
-                   "rollout_correction": ROLLOUT_CORRECTIONS, "rollout_correction_level": CORRECTION_LEVELS}
+                   "rollout_correction": ROLLOUT_CORRECTIONS, "rollout_correction_level": CORRECTION_LEVELS,
+                   "layout": LAYOUTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"grpo.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")

@@ -107,14 +107,14 @@ def chunked_head_logprobs(hidden: Tensor, weight: Tensor, bias: Tensor | None, t
     return logp.view(shape), entropy.view(shape) if entropy is not None else None
 
 
-def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
     model = getattr(model, "module", model)  # DDP
     return model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
 
 
 def output_head(model: torch.nn.Module) -> torch.nn.Linear | None:
     """The model's LM head when it is a plain Linear the chunked path can stand in for, else None."""
-    head = _unwrapped(model).get_output_embeddings()
+    head = unwrapped(model).get_output_embeddings()
     return head if type(head) is torch.nn.Linear else None
 
 
@@ -128,7 +128,7 @@ def head_logprobs(model: torch.nn.Module, tokens: Tensor, temperature: float = 1
     head = output_head(model)
     if head is None:
         raise ValueError("head_logprobs needs a model whose output embedding is a plain torch.nn.Linear")
-    softcap = getattr(_unwrapped(model).config, "final_logit_softcapping", None)
+    softcap = getattr(unwrapped(model).config, "final_logit_softcapping", None)
     out: dict[str, Tensor | None] = {}
 
     def forward(hidden: Tensor) -> Tensor:

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor
 
 from r1lab import dist
-from r1lab.rl.batch import filler_batch, pack_for_scoring, padded_rows
+from r1lab.rl.batch import padded_rows
 from r1lab.rl.config import GRPOConfig
 from r1lab.rl.grpo import LossNormalizers, policy_loss
+from r1lab.rl.layout import filler_batch, pack_for_scoring
 from r1lab.rl.mismatch import entropy_threshold, high_entropy_mask, mismatch_sums, rollout_weights
 
 EMPTY_STATS = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0}
@@ -41,7 +42,7 @@ def prepare_step(completion_ids: list[list[int]], prompt_ids: list[list[int]], c
         return None
     norm = LossNormalizers(int(totals[0]), int(totals[1]), g.max_new_tokens)
     batches, score = pack_for_scoring(prompt_ids, completion_ids, counted, g.group_size, pad_id,
-                                      g.micro_batch_size, g.share_prompt_forward, device)
+                                      g.micro_batch_size, g.layout, device)
     sampler = [None] * len(batches)
     if sampler_logprobs is not None:
         sampler = [padded_rows([sampler_logprobs[counted[r]] for r in b.index], b.completion_mask.shape[1]).to(device)

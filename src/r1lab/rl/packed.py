@@ -1,0 +1,210 @@
+"""Padding-free scoring: a micro-batch's groups laid end to end as one sequence, no pad token anywhere.
+
+Layout of the one row: [prompt_1 | c_1,1 | c_1,2 | … | c_1,G | prompt_2 | c_2,1 | …]. Every linear layer,
+norm and MLP runs on real tokens only; each prompt runs once for its whole group (as the shared-prompt
+path's KV fan-out, without the cache object). Only attention needs to know where segments start: a
+registered attention function gathers each segment's queries and keys from the row (a completion sees its
+prompt and its own earlier tokens), runs SDPA on them, and puts the outputs back. Prompts and completions
+are attended in separate blocks, so short completions are not padded to a long prompt's width. The LM head
+runs only on the positions whose next token is scored (`logits_to_keep` as an index tensor).
+
+Scores come back right-padded, (N, Wc) as the padded paths return them, so the loss code is shared.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from r1lab.rl.batch import grouped_micro_batches, right_pad
+from r1lab.rl.logprobs import DEFAULT_CHUNK_BYTES, head_logprobs, output_head, token_logprobs_and_entropy, unwrapped
+from r1lab.rollout.forward import visible
+
+ATTENTION_NAME = "r1lab_packed"
+_LAYOUT: contextvars.ContextVar["AttentionLayout | None"] = contextvars.ContextVar("r1lab_packed_layout", default=None)
+
+
+@dataclass
+class AttentionBlock:
+    """Rows of segments attended together: query and key positions in the packed row, padded per block."""
+
+    query_index: Tensor  # (R, Q) positions in the packed row (padding slots point at 0)
+    query_valid: Tensor  # (R, Q) bool
+    key_index: Tensor  # (R, K)
+    key_valid: Tensor  # (R, K) bool
+    query_pos: Tensor  # (R, Q) RoPE positions, for the causal and sliding-window masks
+    key_pos: Tensor  # (R, K)
+    masks: dict = field(default_factory=dict)  # window -> (R, 1, Q, K) bool, built on first use
+
+    def mask(self, window: int | None) -> Tensor:
+        if window not in self.masks:
+            seen = visible(self.query_pos.unsqueeze(-1), self.key_pos.unsqueeze(-2), window)
+            seen &= self.key_valid.unsqueeze(1) & self.query_valid.unsqueeze(-1)
+            # A padding query sees key slot 0 (always a real key): its output is finite and unused, so its
+            # gradient is exactly zero instead of NaN from an all-masked softmax.
+            seen[..., 0] |= ~self.query_valid
+            self.masks[window] = seen.unsqueeze(1)
+        return self.masks[window]
+
+
+@dataclass
+class AttentionLayout:
+    blocks: list[AttentionBlock]
+    inverse: Tensor  # (S,) for each packed position, its slot in the blocks' concatenated (rows * Q) outputs
+
+
+@dataclass
+class PackedBatch:
+    input_ids: Tensor  # (1, S)
+    position_ids: Tensor  # (1, S)
+    keep: Tensor  # (T,) packed positions whose next token is scored, T = sum of completion lengths
+    targets: Tensor  # (1, T) the tokens they predict
+    slots: Tensor  # (T,) where each scored token sits in the flattened (N, Wc) completion grid
+    layout: AttentionLayout
+    completion_ids: Tensor  # (N, Wc) right-padded, as the padded paths
+    completion_mask: Tensor  # (N, Wc) float
+    index: list[int]  # positions of the N completions in the step's counted samples
+
+
+def _block(segments: list[tuple[list[int], list[int]]], positions: Tensor) -> AttentionBlock:
+    """segments: (query positions, key positions) in the packed row, one pair per attention row."""
+    q_width = max(len(q) for q, _ in segments)
+    k_width = max(len(k) for _, k in segments)
+    qi = torch.zeros((len(segments), q_width), dtype=torch.long)
+    ki = torch.zeros((len(segments), k_width), dtype=torch.long)
+    qv = torch.zeros((len(segments), q_width), dtype=torch.bool)
+    kv = torch.zeros((len(segments), k_width), dtype=torch.bool)
+    for r, (q, k) in enumerate(segments):
+        qi[r, : len(q)], qv[r, : len(q)] = torch.tensor(q), True
+        ki[r, : len(k)], kv[r, : len(k)] = torch.tensor(k), True
+    return AttentionBlock(qi, qv, ki, kv, positions[qi], positions[ki])
+
+
+def pack_groups_flat(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                     row_prompt: Sequence[int], pad_id: int, index: list[int]) -> PackedBatch:
+    """Prompts (each once) and the non-empty completions continuing them, `row_prompt[n]` naming completion
+    n's prompt, as one packed row."""
+    ids: list[int] = []
+    positions: list[int] = []
+    prompt_span: list[list[int]] = []
+    completion_span: list[list[int]] = [[] for _ in completions]
+    keep: list[int] = []
+    rows_of: dict[int, list[int]] = {}
+    for n, p in enumerate(row_prompt):
+        rows_of.setdefault(p, []).append(n)
+    for p, prompt in enumerate(prompts):
+        start = len(ids)
+        prompt_span.append(list(range(start, start + len(prompt))))
+        ids += prompt
+        positions += range(len(prompt))
+        for n in rows_of.get(p, []):
+            c = completions[n]
+            begin = len(ids)
+            completion_span[n] = list(range(begin, begin + len(c)))
+            ids += c
+            positions += range(len(prompt), len(prompt) + len(c))
+    completion_ids, completion_mask = right_pad(completions, pad_id)
+    width = completion_ids.shape[1]
+    slots = []
+    for n, c in enumerate(completions):  # token 0 is predicted by the prompt's last position, then its own
+        keep += [prompt_span[row_prompt[n]][-1]] + completion_span[n][:-1]
+        slots += range(n * width, n * width + len(c))
+    pos = torch.tensor(positions, dtype=torch.long)
+    prompt_block = _block([(span, span) for span in prompt_span], pos)
+    completion_block = _block([(completion_span[n], prompt_span[row_prompt[n]] + completion_span[n])
+                               for n in range(len(completions))], pos)
+    inverse = torch.empty(len(ids), dtype=torch.long)
+    offset = 0
+    for block in (prompt_block, completion_block):
+        width_q = block.query_index.shape[1]
+        flat = torch.arange(block.query_index.numel()) + offset
+        inverse[block.query_index[block.query_valid]] = flat.view(-1, width_q)[block.query_valid]
+        offset += block.query_index.numel()
+    targets = [t for c in completions for t in c]
+    return PackedBatch(torch.tensor([ids]), pos.unsqueeze(0), torch.tensor(keep), torch.tensor([targets]),
+                       torch.tensor(slots), AttentionLayout([prompt_block, completion_block], inverse),
+                       completion_ids, completion_mask, index)
+
+
+def packed_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[int]],
+                         completions: Sequence[Sequence[int]], pad_id: int, size: int) -> list[PackedBatch]:
+    """Whole groups per micro-batch (about `size` completions each), packed; rows keep their batch positions."""
+    return grouped_micro_batches(pack_groups_flat, prompt_of, prompts, completions, pad_id, size)
+
+
+# ---------------------------------------------------------------- the attention function
+def _attend(block: AttentionBlock, query: Tensor, key: Tensor, value: Tensor, scaling: float | None,
+            window: int | None, softcap: float | None, dropout: float) -> Tensor:
+    """(H, S, D) packed q and (Hkv, S, D) k, v -> (R, H, Q, D) for this block's rows."""
+    q = query[:, block.query_index].transpose(0, 1)  # (R, H, Q, D)
+    k = key[:, block.key_index].transpose(0, 1)  # (R, Hkv, K, D)
+    v = value[:, block.key_index].transpose(0, 1)
+    if k.shape[1] != q.shape[1]:  # grouped-query attention: each KV head serves H / Hkv query heads
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    mask = block.mask(window)
+    if softcap is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    scores = (q @ k.transpose(-1, -2)) * (scaling if scaling is not None else q.shape[-1] ** -0.5)
+    scores = torch.tanh(scores / softcap) * softcap  # Gemma 2's attention logit soft-capping
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1, dtype=torch.float32).to(q.dtype)
+    return F.dropout(weights, dropout, training=dropout > 0) @ v
+
+
+def packed_attention_forward(module, query: Tensor, key: Tensor, value: Tensor, attention_mask, dropout: float = 0.0,
+                             scaling: float | None = None, sliding_window: int | None = None, softcap=None, **_):
+    """transformers' attention-function signature: (1, H, S, D) q, (1, Hkv, S, D) k, v -> (1, S, H, D)."""
+    layout = _LAYOUT.get()
+    if layout is None:
+        raise RuntimeError(f"attention {ATTENTION_NAME!r} runs only inside r1lab.rl.packed.packed_attention")
+    parts = [_attend(b, query[0], key[0], value[0], scaling, sliding_window, softcap, dropout) for b in layout.blocks]
+    flat = torch.cat([p.transpose(1, 2).reshape(-1, p.shape[1], p.shape[-1]) for p in parts])  # (rows*Q, H, D)
+    return flat[layout.inverse].unsqueeze(0), None
+
+
+@contextlib.contextmanager
+def packed_attention(model: torch.nn.Module, layout: AttentionLayout):
+    """Inside, `model`'s attention layers read segments from `layout` (the model's own kind is restored after)."""
+    from transformers import AttentionInterface
+
+    base = unwrapped(model)
+    if any(getattr(m, "gradient_checkpointing", False) for m in base.modules()):
+        # The backward's recompute would run after this context has restored the model's own attention.
+        raise ValueError("grpo.layout=packed cannot run under gradient checkpointing; "
+                         "turn it off or use grpo.layout=shared_prompt")
+    AttentionInterface.register(ATTENTION_NAME, packed_attention_forward)
+    config = base.config
+    previous = config._attn_implementation
+    config._attn_implementation = ATTENTION_NAME
+    token = _LAYOUT.set(layout)
+    try:
+        yield
+    finally:
+        _LAYOUT.reset(token)
+        config._attn_implementation = previous
+
+
+def score_packed(model, batch: PackedBatch, temperature: float, with_entropy: bool = False,
+                 entropy_grad: bool = False, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[Tensor, Tensor | None]:
+    """As `rl.batch.score_groups`, for a PackedBatch: (N, Wc) log-probs and optionally entropy, 0 on padding."""
+    args = (temperature, with_entropy, entropy_grad)
+    inputs = dict(input_ids=batch.input_ids, position_ids=batch.position_ids, logits_to_keep=batch.keep,
+                  use_cache=False)
+    with packed_attention(model, batch.layout):
+        if output_head(model) is None:  # e.g. a LoRA-wrapped head: the plain path
+            logp, entropy = token_logprobs_and_entropy(model(**inputs).logits, batch.targets, *args)
+        else:
+            with head_logprobs(model, batch.targets, *args, chunk_bytes=chunk_bytes) as out:
+                model(**inputs)
+            logp, entropy = out["logp"], out["entropy"]
+    return _unpack(logp, batch), _unpack(entropy, batch) if entropy is not None else None
+
+
+def _unpack(values: Tensor, batch: PackedBatch) -> Tensor:
+    grid = values.new_zeros(batch.completion_ids.numel())
+    return grid.index_copy(0, batch.slots, values.reshape(-1)).view(batch.completion_ids.shape)
