@@ -14,8 +14,10 @@ system prompt) under three prefills of the reply, sampled at the paper's evaluat
 - `worked steps` (chains of + and - only): the right running results prefilled inside the think block
   (`75 - 32 = 43`, `43 + 69 = 112`, ...), then `<answer>`: the ceiling that right reasoning would reach.
 
-The forced conditions are scored on the tagged answer the model wrote (`accuracy`); `think` with the
-training reward's rule (`accuracy_lenient`: the tagged answer, else the last number). Every cell: right
+The forced conditions are scored twice: on the tagged answer the model wrote (`accuracy`: the text
+after `<answer>` must be the number) and on its last number (`accuracy_lenient`), because a base model
+that has not seen the tags may restate the steps after `<answer>` instead of the bare result; `think`
+with the training reward's rule (`accuracy_lenient`: the tagged answer, else the last number). Every cell: right
 samples / n with its 95% Wilson interval; `think` also shows its mean length and the share of replies
 with a reflective phrase (r1lab.eval.aha).
 """
@@ -82,12 +84,15 @@ def measure(engine, tokenizer, cfg: ZeroConfig, task: str, kwargs: dict, args) -
     flat_rows = [r for r in rows for _ in range(args.samples)]
     accuracy, lenient = get_reward("accuracy"), get_reward("accuracy_lenient")
 
-    def forced(prefills: list[str]) -> list[float]:
+    def forced(prefills: list[str]) -> tuple[str, str]:
+        """Strict (the tagged answer is the number) and lenient (its last number) accuracy cells."""
         ids = [tokenizer(render(r["question"], cfg.prompt, tokenizer).removesuffix(cfg.prompt.prefill) + prefill,
                          add_special_tokens=False)["input_ids"] for r, prefill in zip(rows, prefills)]
         params = SamplingParams(max_new_tokens=16, temperature=0.6, top_p=0.95, stop=["</answer>"], logprobs=False)
         out = sample(engine, ids, args.samples, params)
-        return [accuracy("<answer>" + c.text + "</answer>", **r) for c, r in zip(out, flat_rows)]
+        texts = ["<answer>" + c.text + "</answer>" for c in out]
+        return (cell([accuracy(t, **r) for t, r in zip(texts, flat_rows)]),
+                cell([lenient(c.text, **r) for c, r in zip(out, flat_rows)]))
 
     ids = [tokenizer(render(r["question"], cfg.prompt, tokenizer), add_special_tokens=False)["input_ids"] for r in rows]
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.6, top_p=0.95, logprobs=False)
@@ -96,10 +101,10 @@ def measure(engine, tokenizer, cfg: ZeroConfig, task: str, kwargs: dict, args) -
     thought = [lenient(reply, **r) for reply, r in zip(replies, flat_rows)]
     lengths = [len(c.token_ids) for c in out]
     steps = [worked_steps(r["question"]) for r in rows]
-    worked = cell(forced(steps)) if all(steps) else "n/a"
+    worked = forced(steps) if all(steps) else ("n/a", "n/a")
     reflective = sum(reflection_count(reply) > 0 for reply in replies) / len(replies)
-    return [cell(forced([ANSWER_NOW] * len(rows))), cell(thought), f"{sum(lengths) / len(lengths):.0f}",
-            f"{reflective:.2f}", worked]
+    return [*forced([ANSWER_NOW] * len(rows)), cell(thought), f"{sum(lengths) / len(lengths):.0f}",
+            f"{reflective:.2f}", *worked]
 
 
 def main() -> None:
@@ -120,8 +125,9 @@ def main() -> None:
     lines = [f"### {cfg.model.name}, prompt style {cfg.prompt.style} (recipe {args.recipe})", "",
              f"{datetime.date.today()}, {cpu_name()}; {args.prompts} held-out prompts x {args.samples} samples, "
              f"T 0.6, top-p 0.95, think <= {args.max_new_tokens} tokens.", "",
-             "| task | level | answer now | think | think: mean tokens | think: reflective | worked steps |",
-             "|---|---|---|---|---|---|---|"]
+             "| task | level | answer now | answer now, last number | think | think: mean tokens | think: reflective "
+             "| worked steps | worked steps, last number |",
+             "|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     for level in args.levels.split(","):
         task, a, b = level.split(":")
