@@ -60,6 +60,13 @@ def test_packed_filler_batch_adds_nothing():
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
 
 
+def test_empty_completion_is_refused():
+    from r1lab.rl.packed import pack_groups_flat
+
+    with pytest.raises(ValueError, match="at least one token"):
+        pack_groups_flat([[5, 6]], [[7], []], [0, 0], 0, [0, 1])
+
+
 def test_unknown_layout_is_refused():
     with pytest.raises(ValueError, match="layout must be one of"):
         pack_for_scoring([[1]], [[2]], [0], 1, 0, 1, "ragged", torch.device("cpu"))

@@ -89,6 +89,8 @@ def pack_groups_flat(prompts: Sequence[Sequence[int]], completions: Sequence[Seq
                      row_prompt: Sequence[int], pad_id: int, index: list[int]) -> PackedBatch:
     """Prompts (each once) and the non-empty completions continuing them, `row_prompt[n]` naming completion
     n's prompt, as one packed row."""
+    if not all(completions):
+        raise ValueError("pack_groups_flat: every completion needs at least one token (empty ones are not scored)")
     ids: list[int] = []
     positions: list[int] = []
     prompt_span: list[list[int]] = []
