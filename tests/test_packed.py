@@ -78,3 +78,23 @@ def test_packed_layout_refuses_gradient_checkpointing():
     packed = packed_micro_batches(PROMPT_OF, PROMPTS, COMPLETIONS, 0, size=6)[0]
     with pytest.raises(ValueError, match="gradient checkpointing"):
         score_packed(model, packed, 1.0)
+
+
+def test_packed_attention_softcap_matches_gemma2_eager():
+    """Gemma 2 soft-caps attention logits (not a native-engine family, but trainable): the packed path's eager branch."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        "gemma2", vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, sliding_window=8, attn_logit_softcapping=5.0, final_logit_softcapping=30.0,
+        query_pre_attn_scalar=16, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    padded = micro_batches([PROMPTS[k] for k in PROMPT_OF], COMPLETIONS, 0, size=6)[0]
+    packed = packed_micro_batches(PROMPT_OF, PROMPTS, COMPLETIONS, 0, size=6)[0]
+    want, want_grads = _scores_and_grads(model, padded, score_sequences)
+    got, got_grads = _scores_and_grads(model, packed, score_packed)
+    for i, (logp, _, n) in got.items():
+        assert torch.allclose(logp[:n], want[i][0][:n], atol=1e-5)
+    for g_want, g_got in zip(want_grads, got_grads):
+        assert torch.allclose(g_got, g_want, atol=1e-5)
