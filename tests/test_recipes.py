@@ -34,3 +34,14 @@ def test_a_recipe_s_bundled_data_path_resolves_outside_the_checkout(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     task = load_task(load_config(ZeroConfig, "zero_tiny").task)  # path: data/tiny/sevens.jsonl
     assert task.train and task.test
+
+
+@pytest.mark.parametrize("name", ["paper_mini", "paper_mini_quick", "paper_mini_tiny"])
+def test_a_paper_mini_recipe_compares_its_parts_on_one_task_and_prompt(name):
+    """Parts b-d compare models across the three recipes: they must train and score on the same questions."""
+    paper = load_config(PaperMiniConfig, name)
+    zero, r1, distill = (load_config(ZeroConfig, paper.zero), load_config(R1Config, paper.r1),
+                         load_config(DistillConfig, paper.distill))
+    assert zero.task == r1.task == distill.task
+    assert zero.prompt == r1.prompt == distill.prompt
+    assert r1.eval.max_new_tokens == distill.eval.max_new_tokens >= zero.grpo.max_new_tokens

@@ -49,6 +49,16 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def difference_interval(hits_a: int, n_a: int, hits_b: int, n_b: int, z: float = 1.96) -> tuple[float, float, float]:
+    """p_a − p_b and its interval by Newcombe's hybrid score method (from the two Wilson intervals): unlike the
+    normal approximation it does not collapse to a point when one side has 0 successes."""
+    p_a, p_b = hits_a / n_a, hits_b / n_b
+    low_a, high_a = wilson_interval(hits_a, n_a, z)
+    low_b, high_b = wilson_interval(hits_b, n_b, z)
+    gap = p_a - p_b
+    return (gap, gap - math.hypot(p_a - low_a, high_b - p_b), gap + math.hypot(high_a - p_a, p_b - low_b))
+
+
 def _math_equal(a: str, b: str) -> bool:
     from r1lab.rewards.math import verify_answer
 
