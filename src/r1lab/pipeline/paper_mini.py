@@ -27,7 +27,7 @@ from r1lab.eval.thinking_pays import ThinkingPaysConfig, measure_level
 from r1lab.eval.harness import EvalConfig, run_eval
 from r1lab.models import load_model, load_tokenizer
 from r1lab.precision import cpu_name
-from r1lab.pipeline.config import DistillConfig, R1Config
+from r1lab.pipeline.config import DistillConfig, R1Config, StageEvalConfig
 from r1lab.pipeline.distill import run_distill
 from r1lab.pipeline.paper_report import PaperRecords, write_results
 from r1lab.pipeline.r1 import run_r1
@@ -90,8 +90,13 @@ def run_paper_mini(cfg: PaperMiniConfig, progress: bool = True, log: Callable[[s
 
     def zero(seed_cfg: ZeroConfig) -> dict:
         run = train_zero(seed_cfg, resume=True, progress=progress)
-        return {"run": str(run.root), "model": final_checkpoint(run.root), "seed": seed_cfg.grpo.seed,
-                "train_seconds": sum(r.get("time/step", 0.0) for r in run.read_metrics())}
+        model = final_checkpoint(run.root)
+        scored = StageEvalConfig(size=seed_cfg.run.eval_size, max_new_tokens=seed_cfg.grpo.max_new_tokens,
+                                 temperature=seed_cfg.run.eval_temperature)  # the trainer's held-out protocol
+        return {"run": str(run.root), "model": model, "seed": seed_cfg.grpo.seed,
+                "train_seconds": sum(r.get("time/step", 0.0) for r in run.read_metrics()),
+                "final_eval": evaluate_model(model, load_task(seed_cfg.task).test, seed_cfg.prompt, scored,
+                                             seed_cfg.engine)}
 
     zeros = [stages.run(_seed_stage("a_zero", seed), lambda _, c=seed_cfg: zero(c))
              for seed, seed_cfg in _seeded(zero_cfg, cfg.zero_seeds, _reseeded_zero)] if "a" in want else []

@@ -153,6 +153,10 @@ def _parts_trend(samples: list[dict]) -> tuple[tuple[float, float], tuple[float,
     return (think0, think1), (tail0, tail1)
 
 
+def _whole(x: float) -> bool:
+    return abs(x - round(x)) < 1e-6
+
+
 def _held_out(m: dict) -> tuple[int, int]:
     return round(m["eval/accuracy"] * m["eval/n"]), int(m["eval/n"])
 
@@ -164,10 +168,10 @@ def _cell(hits: int, n: int) -> str:
 
 def _part_a(r: PaperRecords, figure: str) -> list[str]:
     lines = ["## a. R1-Zero: accuracy, response length and reflection across RL steps", "", f"![a]({figure})", "",
-             f"| seed | held-out accuracy, first evaluation | last evaluation | held-out length (greedy) | "
-             f"train length, first → last {TREND_STEPS} steps | reflective samples, first → last {TREND_STEPS} steps "
-             "| aha candidates | GRPO time |", "|---|---|---|---|---|---|---|---|"]
-    grew, first_pool, last_pool = 0, [0, 0], [0, 0]
+             f"| seed | held-out accuracy, first evaluation | last evaluation | final model, right answers only | "
+             f"held-out length (greedy) | train length, first → last {TREND_STEPS} steps | reflective samples, first → "
+             f"last {TREND_STEPS} steps | aha candidates | GRPO time |", "|---|---|---|---|---|---|---|---|---|"]
+    grew, first_pool, last_pool, partial_credit = 0, [0, 0], [0, 0], False
     split = ["| seed | think block, characters | after `</answer>`, characters | replies logged |", "|---|---|---|---|"]
     for zero in r.zeros:
         metrics = r.zero_metrics[zero["seed"]]
@@ -180,8 +184,11 @@ def _part_a(r: PaperRecords, figure: str) -> list[str]:
             hits, n = _held_out(m)
             pool[0], pool[1] = pool[0] + hits, pool[1] + n
         candidates = sum(m.get("aha/candidates", 0.0) for m in metrics)
+        final = zero.get("final_eval") or {}
+        final_cell = f"{_ci(final)} (n = {final['n']})" if final else "not evaluated"
+        partial_credit = partial_credit or any(not _whole(m["eval/accuracy"] * m["eval/n"]) for m in evals)
         lines.append(f"| {zero['seed']} | step {first['step']}: {_cell(*_held_out(first))} | step {last['step']}: "
-                     f"{_cell(*_held_out(last))} | {first.get('eval/length_mean', float('nan')):.1f} → "
+                     f"{_cell(*_held_out(last))} | {final_cell} | {first.get('eval/length_mean', float('nan')):.1f} → "
                      f"{last.get('eval/length_mean', float('nan')):.1f} | {length[0]:.1f} → {length[1]:.1f} | "
                      f"{reflect[0]:.3f} → {reflect[1]:.3f} | {candidates:.0f} | {zero['train_seconds'] / 60:.1f} min |")
         parts = _parts_trend(r.zero_samples.get(zero["seed"], []))
@@ -194,6 +201,11 @@ def _part_a(r: PaperRecords, figure: str) -> list[str]:
               f"{len(r.zeros)} seeds. Reflective samples: the share of training samples with a reflective phrase "
               "(r1lab.eval.aha); aha candidates: right samples that reflect after a wrong intermediate result "
               "(each run's aha.jsonl).", ""]
+    if partial_credit:
+        lines += ["**The curve's held-out points are mean verifier scores, not right answers**: these runs were logged "
+                  "before the trainer counted full credit only, and the reasoning-gym verifier pays partial credit "
+                  "(`-12` for 12 scores 0.67), so the first two accuracy columns (rounded to counts) overstate. The "
+                  "final model column is re-scored with right answers only, as `r1lab eval` counts.", ""]
     if len(split) > 2:
         lines += [f"Where the length went: the replies each run logged (samples.jsonl), mean characters inside the "
                   f"think block and after the closing answer tag, first → last {TREND_STEPS} steps.", "", *split, ""]

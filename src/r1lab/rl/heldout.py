@@ -43,9 +43,13 @@ def summarize_heldout(records: list[dict]) -> dict[str, float]:
     def mean(key: str) -> float:
         return float(np.mean([r[key] for r in records]))
 
+    def right(key: str) -> float:  # as `r1lab eval` counts: full credit only (reasoning-gym pays part for "-12" vs 12)
+        return float(np.mean([r[key] >= 1.0 for r in records]))
+
     return {
-        "eval/accuracy": mean("accuracy"),
-        "eval/accuracy_lenient": mean("accuracy_lenient"),
+        "eval/accuracy": right("accuracy"),
+        "eval/accuracy_score": mean("accuracy"),  # the verifier's mean score, partial credit included
+        "eval/accuracy_lenient": right("accuracy_lenient"),
         "eval/format": mean("format"),
         "eval/language": mean("language_consistency"),
         "eval/length_mean": mean("length"),
