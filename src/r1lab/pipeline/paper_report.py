@@ -85,7 +85,7 @@ def _header(r: PaperRecords) -> list[str]:
              "c": 1 + len(r.c.get("seeds") or {}) if have["c"] else 0, "d": len(r.ds)}
     seed_words = ", ".join(f"{part} {n}" for part, n in seeds.items() if n)
     times = {"step-0 table": r.step0["seconds"] if have["0"] else None,
-             "a": sum(z["seconds"] for z in r.zeros) if have["a"] else None,
+             "a": sum(z["train_seconds"] for z in r.zeros) if have["a"] else None,
              "b": r.b["seconds"] if have["b"] else None,
              "c": r.c["seconds"] + r.c.get("seeds_seconds", 0.0) if have["c"] else None,
              "d": sum(d["seconds"] for d in r.ds) if have["d"] else None}
@@ -99,7 +99,7 @@ def _header(r: PaperRecords) -> list[str]:
         f"Seeds per part: {seed_words or 'none run'}; differences inside the intervals are not findings.", "",
         "Wall time of the parts on this machine: " +
         ", ".join(f"{part} {_minutes(t)}" for part, t in times.items() if t is not None) +
-        (f" ({len(r.zeros)} R1-Zero runs with their held-out evaluations in a)." if have["a"] else "."), ""]
+        (f" (a: GRPO training of its {len(r.zeros)} R1-Zero runs, held-out evaluations excluded)." if have["a"] else "."), ""]
     if missing:
         lines += [f"**Not run for this report: part(s) {', '.join(missing)}** (the recipe's `parts`); "
                   "rerun `r1lab paper-mini` with them to add them: finished parts are reused.", ""]
