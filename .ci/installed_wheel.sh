@@ -19,12 +19,12 @@ sdist = {name.split("/", 1)[1] for name in tarfile.open(sys.argv[2]).getnames() 
 needed = ["bundled/recipes/zero_smollm2.yaml", "bundled/recipes/r1_tiny.yaml", "bundled/data/SOURCES.md",
           "bundled/data/benchmarks/gsm8k.jsonl", "bundled/data/benchmarks/math500.jsonl",
           "bundled/data/benchmarks/aime24.jsonl", "bundled/data/train/gsm8k_train.jsonl",
-          "bundled/data/tiny/sevens.jsonl"]
+          "bundled/data/tiny/sevens.jsonl", "rollout/csrc/decode_attention.cpp"]
 missing = [f"wheel: r1lab/{n}" for n in needed if f"r1lab/{n}" not in wheel]
 missing += [f"sdist: src/r1lab/{n}" for n in needed if f"src/r1lab/{n}" not in sdist]
 if missing:
     sys.exit("package data missing: " + ", ".join(missing))
-print(f"wheel: {len(wheel)} files, sdist: {len(sdist)} files; recipes and data inside both")
+print(f"wheel: {len(wheel)} files, sdist: {len(sdist)} files; recipes, data and kernel source inside both")
 PY
 
 "$py" -m venv "$work/venv"

@@ -3,6 +3,7 @@
     python benchmarks/train_pass.py                       # SmolLM2-135M, grpo_step config a (4 x 8, <= 64 tokens)
     python benchmarks/train_pass.py --config b --reps 2   # 8 x 8, <= 256 tokens
     python benchmarks/train_pass.py --profile packed      # + an operator breakdown of one pass
+    python benchmarks/train_pass.py --bf16                # the pass under bf16 autocast (fp32 master weights)
 
 One rollout (the GRPO trainer's own, fp32 native engine, the zero_smollm2 recipe's prompts and rewards)
 gives one step's samples; then the training pass (`Learner.train`: forward, log-probs, loss, backward,
@@ -49,7 +50,8 @@ def one_rollout(args) -> tuple[GRPOTrainer, object]:
     cfg = load_config(ZeroConfig, f"recipes/{args.recipe}.yaml", [
         f"grpo.prompts_per_step={prompts}", f"grpo.group_size={group}", f"grpo.max_new_tokens={max_new}",
         f"grpo.micro_batch_size={min(prompts * group, 4096 // max_new)}", "grpo.beta=0.0", "grpo.mu=1",
-        f"grpo.seed={args.seed}", "run.eval_every=0", "run.samples_per_step=0", f"run.output_dir={args.out}",
+        f"grpo.seed={args.seed}", f"grpo.bf16_autocast={str(args.bf16).lower()}", "run.eval_every=0",
+        "run.samples_per_step=0", f"run.output_dir={args.out}",
     ])
     tokenizer = load_tokenizer(cfg.model.name)
     torch.manual_seed(cfg.grpo.seed)
@@ -108,6 +110,7 @@ def main() -> None:
     parser.add_argument("--layouts", default=",".join(reversed(LAYOUTS)))
     parser.add_argument("--profile", choices=LAYOUTS, help="also profile one pass in this layout")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast (the rollout stays fp32)")
     parser.add_argument("--out", default="/tmp/r1lab-bench-train-pass")
     args = parser.parse_args()
     layouts = args.layouts.split(",")
@@ -118,11 +121,13 @@ def main() -> None:
     prompt_tokens = sum(len(data.prompt_ids[k * g.group_size]) for k in range(g.prompts_per_step))
     useful = prompt_tokens + sum(lengths)
     flops = 6 * linear_params(trainer.policy.model) * useful  # forward 2, backward 4 per param per token
-    peak = gemm_peak(torch.float32)
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    precision = "bf16 autocast" if args.bf16 else "fp32"
+    peak = gemm_peak(dtype)
     print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"model {trainer.cfg.model.name}, config {args.config}: {len(lengths)} completions, {sum(lengths)} tokens "
           f"(mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}), {g.prompts_per_step} prompts of "
-          f"{prompt_tokens} tokens in all; fp32, micro-batch {g.micro_batch_size}, best of {args.reps}")
+          f"{prompt_tokens} tokens in all; {precision}, micro-batch {g.micro_batch_size}, best of {args.reps}")
 
     best = {layout: float("inf") for layout in layouts}
     positions = {}
@@ -133,8 +138,8 @@ def main() -> None:
             start = time.perf_counter()
             trainer.learner.train(sb)
             best[layout] = min(best[layout], time.perf_counter() - start)
-    gemm_now = max(peak, gemm_peak(torch.float32))
-    print(f"fp32 GEMM peak (1024^3, best sample): {gemm_now:.0f} GFLOP/s; useful work {flops / 1e9:.0f} GFLOP "
+    gemm_now = max(peak, gemm_peak(dtype))
+    print(f"{'bf16' if args.bf16 else 'fp32'} GEMM peak (1024^3, best sample): {gemm_now:.0f} GFLOP/s; useful work {flops / 1e9:.0f} GFLOP "
           f"({useful} prompt-once + completion tokens)\n")
     header = (f"{'layout':14s} {'body positions':>14s} {'s/pass':>8s} {'vs padded':>10s} {'vs shared':>10s} "
               f"{'useful GFLOP/s':>15s} {'% of peak':>10s}")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from r1lab.precision import resolve_dtype
+from r1lab.rollout import decode_kernel
 from r1lab.rollout.families import FamilyPlan, UnsupportedModelError, family_plan
 from r1lab.rollout.kv_cache import KVCache
 from r1lab.rollout.linear import DenseLinear, can_prepack
@@ -70,10 +71,12 @@ class DecoderForward:
     `refresh_weights()` after the model changes, or the engine keeps sampling from old weights.
     prepack: keep the copy in oneDNN's blocked layout (linear.py, CPU only). None (default):
     whenever a dense copy is made anyway on a CPU. True: a prepacked copy even in the model's dtype.
+    attention_kernel: decode attention in r1lab's C++ kernel (decode_kernel.py; fp32 K/V on a CPU).
+    None (default): where it builds; False: torch.bmm; True: the kernel or an error.
     """
 
     def __init__(self, model, dtype: torch.dtype | str | None = None, quantize: str | None = None,
-                 prepack: bool | None = None):
+                 prepack: bool | None = None, attention_kernel: bool | None = None):
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         self.model = model  # what the caller holds (maybe a peft wrapper): parameters are read through it
@@ -106,6 +109,12 @@ class DecoderForward:
         # first: 3.6x slower, measured), and the scores lose nothing to rounding.
         reduced = self.dtype in (torch.bfloat16, torch.float16) and self.device.type == "cpu"
         self.cache_dtype = torch.float32 if reduced else self.dtype
+        self.attention_kernel = None
+        if attention_kernel is not False and self.device.type == "cpu" and self.cache_dtype == torch.float32:
+            self.attention_kernel = decode_kernel.decode_attention()
+        if attention_kernel and self.attention_kernel is None:
+            raise RuntimeError("attention_kernel=True: the decode-attention kernel needs a CPU with fp32 K/V and a "
+                               "build (see the message above, or R1LAB_DECODE_KERNEL)")
         self.reader = WeightReader(self.hf, self.plan, self.dtype, self.copies_weights, quantize, self.prepack)
         self._weights_copy: ModelWeights | None = None
         if self.copies_weights:
@@ -240,29 +249,40 @@ class DecoderForward:
         B = tokens.shape[0]
         H, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
         G, cache_dtype = H // Hkv, cache.k[0].dtype
-        span = int(positions.max()) + 1  # attend over the longest running row only, not Tmax
         rows = torch.arange(B, device=tokens.device)
-        # Additive masks, one (G, T) block per (row, KV head) and window, built once for all layers.
-        k_pos = torch.arange(span, device=tokens.device)[None]  # (1, T)
-        biases = {}
-        for window in {layer.window for layer in self.plan.layers}:
-            hidden = ~visible(positions[:, None], k_pos, window)  # (B, T)
-            bias = torch.zeros((B, span), dtype=cache_dtype, device=tokens.device).masked_fill_(hidden, float("-inf"))
-            biases[window] = bias[:, None, None].expand(B, Hkv, G, span).reshape(B * Hkv, G, span)
+        kernel, biases, span = self.attention_kernel, {}, 0
+        if kernel is None:  # additive masks, one (G, T) block per (row, KV head) and window, built once for all layers
+            span = int(positions.max()) + 1  # attend over the longest running row only, not Tmax
+            k_pos = torch.arange(span, device=tokens.device)[None]  # (1, T)
+            for window in {layer.window for layer in self.plan.layers}:
+                hidden = ~visible(positions[:, None], k_pos, window)  # (B, T)
+                bias = torch.zeros((B, span), dtype=cache_dtype, device=tokens.device).masked_fill_(hidden, float("-inf"))
+                biases[window] = bias[:, None, None].expand(B, Hkv, G, span).reshape(B * Hkv, G, span)
         ropes_b = {key: (cos[positions][:, None], sin[positions][:, None]) for key, (cos, sin) in ropes.items()}  # (B, 1, Dr)
         x = self.embed(w, tokens)  # (B, C)
         for i, (lw, layer) in enumerate(zip(w.layers, self.plan.layers)):
             q, k, v = self._qkv(lw, x, ropes_b.get(layer.rope))  # (B, H, D), (B, Hkv, D), (B, Hkv, D)
             cache.k[i][rows, :, positions] = k.to(cache_dtype)
             cache.v[i][rows, :, positions] = v.to(cache_dtype)
-            # (B*Hkv, T, D) views of the first B slots: a uniform batch stride, so bmm reads them in place.
-            keys = cache.k[i].view(-1, cache.max_len, D)[:B * Hkv, :span]
-            values = cache.v[i].view(-1, cache.max_len, D)[:B * Hkv, :span]
-            # Grouped-query attention without repeat_kv: each KV head's G query heads are the rows of
-            # one (G, D) block, exactly HF's head h -> KV head h // G mapping.
-            scores = torch.baddbmm(biases[layer.window], q.reshape(B * Hkv, G, D).to(cache_dtype),
-                                   keys.transpose(1, 2), alpha=self.plan.attn_scale)
-            attn = torch.bmm(scores.softmax(dim=-1), values)  # (B*Hkv, G, D)
-            x = x + self._norm(lw.o(attn.view(B, H * D).to(x.dtype)), lw.post_attn_norm)  # (B, C)
+            if kernel is not None:
+                attn = kernel(q.to(cache_dtype), cache.k[i], cache.v[i], positions, layer.window or 0,
+                              self.plan.attn_scale)  # (B, H, D)
+            else:
+                attn = self._bmm_attention(q, cache, i, biases[layer.window], span)
+            x = x + self._norm(lw.o(attn.reshape(B, H * D).to(x.dtype)), lw.post_attn_norm)  # (B, C)
             x = x + self._mlp(lw, x)
         return self.logits(w, x)
+
+    def _bmm_attention(self, q: torch.Tensor, cache: KVCache, layer: int, bias: torch.Tensor,
+                       span: int) -> torch.Tensor:
+        """Decode attention with torch.bmm on the cache in place. q: (B, H, D) -> (B*Hkv, G, D)."""
+        B, Hkv, D = q.shape[0], self.num_kv_heads, self.head_dim
+        G = self.num_heads // Hkv
+        # (B*Hkv, T, D) views of the first B slots: a uniform batch stride, so bmm reads them in place.
+        keys = cache.k[layer].view(-1, cache.max_len, D)[:B * Hkv, :span]
+        values = cache.v[layer].view(-1, cache.max_len, D)[:B * Hkv, :span]
+        # Grouped-query attention without repeat_kv: each KV head's G query heads are the rows of
+        # one (G, D) block, exactly HF's head h -> KV head h // G mapping.
+        scores = torch.baddbmm(bias, q.reshape(B * Hkv, G, D).to(keys.dtype), keys.transpose(1, 2),
+                               alpha=self.plan.attn_scale)
+        return torch.bmm(scores.softmax(dim=-1), values)

@@ -1,0 +1,78 @@
+"""The C++ decode-attention kernel (rollout/csrc) against a plain masked softmax and against the bmm path."""
+import pytest
+import torch
+
+from r1lab.rollout import decode_kernel
+from r1lab.rollout.forward import DecoderForward
+from test_engine_families import CASES, varied
+
+kernel = decode_kernel.decode_attention()
+needs_kernel = pytest.mark.skipif(kernel is None, reason="the decode-attention kernel did not build here")
+
+
+def reference(q, k, v, positions, window, scale):
+    """Row b's query heads attend to its own keys at lo..positions[b]; head h reads KV head h // G."""
+    B, H, D = q.shape
+    G = H // k.shape[1]
+    out = torch.empty_like(q)
+    for b in range(B):
+        last = int(positions[b])
+        lo = max(0, last - window + 1) if window else 0
+        keys = k[b, :, lo:last + 1].repeat_interleave(G, dim=0)  # (H, n, D)
+        values = v[b, :, lo:last + 1].repeat_interleave(G, dim=0)
+        weights = (torch.einsum("hd,hnd->hn", q[b].double(), keys.double()) * scale).softmax(-1)
+        out[b] = torch.einsum("hn,hnd->hd", weights, values.double()).float()
+    return out
+
+
+@needs_kernel
+@pytest.mark.parametrize("heads,kv_heads,head_dim,window", [
+    (9, 3, 64, 0),    # SmolLM2's shape
+    (4, 1, 256, 5),   # Gemma 3 270M's, sliding
+    (20, 2, 40, 0),   # 10 query heads a KV head (past one register block), a head dim with a scalar tail
+    (6, 6, 17, 3),    # no grouping, odd head dim, window shorter than some rows
+])
+def test_kernel_matches_a_masked_softmax(heads, kv_heads, head_dim, window):
+    torch.manual_seed(0)
+    slots, max_len, B = 7, 40, 5  # more slots than running rows: only the first B are read
+    k, v = torch.randn(slots, kv_heads, max_len, head_dim), torch.randn(slots, kv_heads, max_len, head_dim)
+    q = torch.randn(B, heads, head_dim)
+    positions = torch.tensor([0, 3, 39, 17, 8])
+    ours = kernel(q, k, v, positions, window, 0.125)
+    assert torch.allclose(ours, reference(q, k, v, positions, window, 0.125), atol=2e-6, rtol=1e-5)
+
+
+@needs_kernel
+def test_kernel_refuses_what_it_cannot_read():
+    k = torch.zeros(2, 1, 8, 16)
+    with pytest.raises(RuntimeError, match="position outside the cache"):
+        kernel(torch.zeros(1, 1, 16), k, k, torch.tensor([8]), 0, 1.0)
+    with pytest.raises(RuntimeError, match="fp32"):
+        kernel(torch.zeros(1, 1, 16, dtype=torch.bfloat16), k, k, torch.tensor([0]), 0, 1.0)
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", ["gemma3", "qwen3-sliding-untied", "phi3-partial-rotary", "smollm3-nope-sliding-untied"])
+def test_decode_with_the_kernel_equals_the_bmm_path(case, tokenizer):
+    family, overrides = CASES[case]
+    model = varied(family, tokenizer, **overrides)
+    with_kernel = DecoderForward(model, attention_kernel=True)
+    with_bmm = DecoderForward(model, attention_kernel=False)
+    assert with_kernel.attention_kernel is not None and with_bmm.attention_kernel is None
+    torch.manual_seed(0)
+    B, max_len = 3, 24
+    logits = []
+    for fwd in (with_kernel, with_bmm):
+        cache, ropes, w = fwd.new_cache(4, max_len), fwd.rope_tables(max_len), fwd.weights()
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for step in range(14):  # rows at different positions, past the sliding window (8)
+                positions = torch.tensor([step, step + 5, step // 2])
+                out = fwd.decode(w, torch.randint(0, 50, (B,)), positions, cache, ropes)
+        logits.append(out)
+    assert torch.allclose(logits[0], logits[1], atol=1e-5)
+
+
+def test_the_kernel_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("R1LAB_DECODE_KERNEL", "0")
+    assert decode_kernel.decode_attention.__wrapped__() is None
