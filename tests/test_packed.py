@@ -5,6 +5,7 @@ import torch
 from r1lab.models import TINY_FAMILIES, tiny_model
 from r1lab.rl.batch import micro_batches, score_sequences
 from r1lab.rl.layout import filler_batch, pack_for_scoring
+from r1lab.rl import packed as packed_module
 from r1lab.rl.packed import ATTENTION_NAME, packed_micro_batches, score_packed
 
 # Long enough for gemma3_text's sliding window (8) to cut into the prompt and the completions.
@@ -22,12 +23,15 @@ def _scores_and_grads(model, batch, score, temperature=0.7):
     return by_row, [p.grad.clone() for p in model.parameters()]
 
 
+@pytest.mark.parametrize("per_block", [2, 8], ids=["blocks-of-2", "one-block"])
 @pytest.mark.parametrize("family", sorted(TINY_FAMILIES))
-def test_packed_scores_and_gradients_match_padded_sequences(family):
+def test_packed_scores_and_gradients_match_padded_sequences(family, per_block, monkeypatch):
+    monkeypatch.setattr(packed_module, "COMPLETIONS_PER_BLOCK", per_block)  # 2: rows sorted by length into 3 blocks
     model = tiny_model(family, vocab_size=64)
     padded = micro_batches([PROMPTS[k] for k in PROMPT_OF], COMPLETIONS, 0, size=6)[0]
     packed = packed_micro_batches(PROMPT_OF, PROMPTS, COMPLETIONS, 0, size=6)[0]
     assert packed.input_ids.shape[1] == sum(map(len, PROMPTS.values())) + sum(map(len, COMPLETIONS))  # no padding
+    assert len(packed.layout.blocks) == 1 + -(-len(COMPLETIONS) // per_block)  # the prompts' block + completions'
 
     want, want_grads = _scores_and_grads(model, padded, score_sequences)
     got, got_grads = _scores_and_grads(model, packed, score_packed)

@@ -26,6 +26,9 @@ from r1lab.rl.logprobs import DEFAULT_CHUNK_BYTES, head_logprobs, output_head, t
 from r1lab.rollout.forward import visible
 
 ATTENTION_NAME = "r1lab_packed"
+# Completions per attention block, sorted by length. Measured (benchmarks/train_pass.py, config a, bf16):
+# attention is then a third of the pass, and its padded query width is what a block pays for.
+COMPLETIONS_PER_BLOCK = 8
 _LAYOUT: contextvars.ContextVar["AttentionLayout | None"] = contextvars.ContextVar("r1lab_packed_layout", default=None)
 
 
@@ -39,17 +42,18 @@ class AttentionBlock:
     key_valid: Tensor  # (R, K) bool
     query_pos: Tensor  # (R, Q) RoPE positions, for the causal and sliding-window masks
     key_pos: Tensor  # (R, K)
-    masks: dict = field(default_factory=dict)  # window -> (R, 1, Q, K) bool, built on first use
+    masks: dict = field(default_factory=dict)  # (window, groups) -> (R, 1, groups * Q, K) bool, built on first use
 
-    def mask(self, window: int | None) -> Tensor:
-        if window not in self.masks:
+    def mask(self, window: int | None, groups: int = 1) -> Tensor:
+        """groups > 1: the mask repeated along the query axis, for `groups` query heads stacked there."""
+        if (window, groups) not in self.masks:
             seen = visible(self.query_pos.unsqueeze(-1), self.key_pos.unsqueeze(-2), window)
             seen &= self.key_valid.unsqueeze(1) & self.query_valid.unsqueeze(-1)
             # A padding query sees key slot 0 (always a real key): its output is finite and unused, so its
             # gradient is exactly zero instead of NaN from an all-masked softmax.
             seen[..., 0] |= ~self.query_valid
-            self.masks[window] = seen.unsqueeze(1)
-        return self.masks[window]
+            self.masks[(window, groups)] = seen.unsqueeze(1).repeat(1, 1, groups, 1)
+        return self.masks[(window, groups)]
 
 
 @dataclass
@@ -117,19 +121,23 @@ def pack_groups_flat(prompts: Sequence[Sequence[int]], completions: Sequence[Seq
         keep += [prompt_span[row_prompt[n]][-1]] + completion_span[n][:-1]
         slots += range(n * width, n * width + len(c))
     pos = torch.tensor(positions, dtype=torch.long)
-    prompt_block = _block([(span, span) for span in prompt_span], pos)
-    completion_block = _block([(completion_span[n], prompt_span[row_prompt[n]] + completion_span[n])
-                               for n in range(len(completions))], pos)
+    blocks = [_block([(span, span) for span in prompt_span], pos)]
+    # Completions attend in blocks of similar length, so a short one is not padded to the longest's width.
+    by_length = sorted(range(len(completions)), key=lambda n: len(completions[n]))
+    for start in range(0, len(by_length), COMPLETIONS_PER_BLOCK):
+        rows = by_length[start:start + COMPLETIONS_PER_BLOCK]
+        blocks.append(_block([(completion_span[n], prompt_span[row_prompt[n]] + completion_span[n]) for n in rows],
+                             pos))
     inverse = torch.empty(len(ids), dtype=torch.long)
     offset = 0
-    for block in (prompt_block, completion_block):
+    for block in blocks:
         width_q = block.query_index.shape[1]
         flat = torch.arange(block.query_index.numel()) + offset
         inverse[block.query_index[block.query_valid]] = flat.view(-1, width_q)[block.query_valid]
         offset += block.query_index.numel()
     targets = [t for c in completions for t in c]
     return PackedBatch(torch.tensor([ids]), pos.unsqueeze(0), torch.tensor(keep), torch.tensor([targets]),
-                       torch.tensor(slots), AttentionLayout([prompt_block, completion_block], inverse),
+                       torch.tensor(slots), AttentionLayout(blocks, inverse),
                        completion_ids, completion_mask, index)
 
 
@@ -142,20 +150,26 @@ def packed_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[i
 # ---------------------------------------------------------------- the attention function
 def _attend(block: AttentionBlock, query: Tensor, key: Tensor, value: Tensor, scaling: float | None,
             window: int | None, softcap: float | None, dropout: float) -> Tensor:
-    """(H, S, D) packed q and (Hkv, S, D) k, v -> (R, H, Q, D) for this block's rows."""
-    q = query[:, block.query_index].transpose(0, 1)  # (R, H, Q, D)
+    """(H, S, D) packed q and (Hkv, S, D) k, v -> (R, H, Q, D) for this block's rows.
+
+    Grouped-query attention without repeating K/V: the G = H / Hkv query heads of each KV head are
+    stacked along the query axis, (R, Hkv, G * Q, D), HF's head h -> KV head h // G mapping.
+    """
+    H, Hkv, D = query.shape[0], key.shape[0], query.shape[-1]
+    R, Q = block.query_index.shape
+    G = H // Hkv
+    q = query[:, block.query_index].transpose(0, 1).reshape(R, Hkv, G * Q, D)
     k = key[:, block.key_index].transpose(0, 1)  # (R, Hkv, K, D)
     v = value[:, block.key_index].transpose(0, 1)
-    if k.shape[1] != q.shape[1]:  # grouped-query attention: each KV head serves H / Hkv query heads
-        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
-    mask = block.mask(window)
+    mask = block.mask(window, G)
     if softcap is None:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling)
-    scores = (q @ k.transpose(-1, -2)) * (scaling if scaling is not None else q.shape[-1] ** -0.5)
-    scores = torch.tanh(scores / softcap) * softcap  # Gemma 2's attention logit soft-capping
-    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1, dtype=torch.float32).to(q.dtype)
-    return F.dropout(weights, dropout, training=dropout > 0) @ v
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    else:
+        scores = (q @ k.transpose(-1, -2)) * (scaling if scaling is not None else D ** -0.5)
+        scores = torch.tanh(scores / softcap) * softcap  # Gemma 2's attention logit soft-capping
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(-1, dtype=torch.float32).to(q.dtype)
+        out = F.dropout(weights, dropout, training=dropout > 0) @ v
+    return out.view(R, H, Q, D)
 
 
 def packed_attention_forward(module, query: Tensor, key: Tensor, value: Tensor, attention_mask, dropout: float = 0.0,
