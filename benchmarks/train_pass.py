@@ -121,13 +121,12 @@ def main() -> None:
     prompt_tokens = sum(len(data.prompt_ids[k * g.group_size]) for k in range(g.prompts_per_step))
     useful = prompt_tokens + sum(lengths)
     flops = 6 * linear_params(trainer.policy.model) * useful  # forward 2, backward 4 per param per token
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
-    precision = "bf16 autocast" if args.bf16 else "fp32"
+    dtype, dtype_name = (torch.bfloat16, "bf16") if args.bf16 else (torch.float32, "fp32")
     peak = gemm_peak(dtype)
     print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"model {trainer.cfg.model.name}, config {args.config}: {len(lengths)} completions, {sum(lengths)} tokens "
           f"(mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}), {g.prompts_per_step} prompts of "
-          f"{prompt_tokens} tokens in all; {precision}, micro-batch {g.micro_batch_size}, best of {args.reps}")
+          f"{prompt_tokens} tokens in all; {dtype_name}{' autocast' if args.bf16 else ''}, micro-batch {g.micro_batch_size}, best of {args.reps}")
 
     best = {layout: float("inf") for layout in layouts}
     positions = {}
@@ -139,7 +138,7 @@ def main() -> None:
             trainer.learner.train(sb)
             best[layout] = min(best[layout], time.perf_counter() - start)
     gemm_now = max(peak, gemm_peak(dtype))
-    print(f"{'bf16' if args.bf16 else 'fp32'} GEMM peak (1024^3, best sample): {gemm_now:.0f} GFLOP/s; useful work {flops / 1e9:.0f} GFLOP "
+    print(f"{dtype_name} GEMM peak (1024^3, best sample): {gemm_now:.0f} GFLOP/s; useful work {flops / 1e9:.0f} GFLOP "
           f"({useful} prompt-once + completion tokens)\n")
     header = (f"{'layout':14s} {'body positions':>14s} {'s/pass':>8s} {'vs padded':>10s} {'vs shared':>10s} "
               f"{'useful GFLOP/s':>15s} {'% of peak':>10s}")

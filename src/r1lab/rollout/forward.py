@@ -247,17 +247,10 @@ class DecoderForward:
         (the last `window` of them in a sliding-window layer).
         """
         B = tokens.shape[0]
-        H, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
-        G, cache_dtype = H // Hkv, cache.k[0].dtype
+        H, D, cache_dtype = self.num_heads, self.head_dim, cache.k[0].dtype
         rows = torch.arange(B, device=tokens.device)
-        kernel, biases, span = self.attention_kernel, {}, 0
-        if kernel is None:  # additive masks, one (G, T) block per (row, KV head) and window, built once for all layers
-            span = int(positions.max()) + 1  # attend over the longest running row only, not Tmax
-            k_pos = torch.arange(span, device=tokens.device)[None]  # (1, T)
-            for window in {layer.window for layer in self.plan.layers}:
-                hidden = ~visible(positions[:, None], k_pos, window)  # (B, T)
-                bias = torch.zeros((B, span), dtype=cache_dtype, device=tokens.device).masked_fill_(hidden, float("-inf"))
-                biases[window] = bias[:, None, None].expand(B, Hkv, G, span).reshape(B * Hkv, G, span)
+        kernel = self.attention_kernel
+        biases = self._decode_biases(positions, cache_dtype) if kernel is None else {}
         ropes_b = {key: (cos[positions][:, None], sin[positions][:, None]) for key, (cos, sin) in ropes.items()}  # (B, 1, Dr)
         x = self.embed(w, tokens)  # (B, C)
         for i, (lw, layer) in enumerate(zip(w.layers, self.plan.layers)):
@@ -268,16 +261,29 @@ class DecoderForward:
                 attn = kernel(q.to(cache_dtype), cache.k[i], cache.v[i], positions, layer.window or 0,
                               self.plan.attn_scale)  # (B, H, D)
             else:
-                attn = self._bmm_attention(q, cache, i, biases[layer.window], span)
+                attn = self._bmm_attention(q, cache, i, biases[layer.window])
             x = x + self._norm(lw.o(attn.reshape(B, H * D).to(x.dtype)), lw.post_attn_norm)  # (B, C)
             x = x + self._mlp(lw, x)
         return self.logits(w, x)
 
-    def _bmm_attention(self, q: torch.Tensor, cache: KVCache, layer: int, bias: torch.Tensor,
-                       span: int) -> torch.Tensor:
-        """Decode attention with torch.bmm on the cache in place. q: (B, H, D) -> (B*Hkv, G, D)."""
+    def _decode_biases(self, positions: torch.Tensor, dtype: torch.dtype) -> dict:
+        """{window: (B*Hkv, G, T) additive mask}, one (G, T) block per (row, KV head), built once for all
+        layers; T is the longest running row's span, not Tmax."""
+        B, Hkv = positions.shape[0], self.num_kv_heads
+        G, span = self.num_heads // Hkv, int(positions.max()) + 1
+        k_pos = torch.arange(span, device=positions.device)[None]  # (1, T)
+        biases = {}
+        for window in {layer.window for layer in self.plan.layers}:
+            hidden = ~visible(positions[:, None], k_pos, window)  # (B, T)
+            bias = torch.zeros((B, span), dtype=dtype, device=positions.device).masked_fill_(hidden, float("-inf"))
+            biases[window] = bias[:, None, None].expand(B, Hkv, G, span).reshape(B * Hkv, G, span)
+        return biases
+
+    def _bmm_attention(self, q: torch.Tensor, cache: KVCache, layer: int, bias: torch.Tensor) -> torch.Tensor:
+        """Decode attention with torch.bmm on the cache in place (where the C++ kernel is not used).
+        q: (B, H, D), bias: (B*Hkv, G, T) -> (B*Hkv, G, D)."""
         B, Hkv, D = q.shape[0], self.num_kv_heads, self.head_dim
-        G = self.num_heads // Hkv
+        G, span = self.num_heads // Hkv, bias.shape[-1]
         # (B*Hkv, T, D) views of the first B slots: a uniform batch stride, so bmm reads them in place.
         keys = cache.k[layer].view(-1, cache.max_len, D)[:B * Hkv, :span]
         values = cache.v[layer].view(-1, cache.max_len, D)[:B * Hkv, :span]

@@ -5,6 +5,7 @@
 // once. Here each key and value row is read once for all G query heads that share it (grouped-query
 // attention), the mask is the row's own range [lo, position], and the threads split the
 // (row, KV head) pairs through ATen's pool (torch.set_num_threads applies).
+
 // ATen's vector types for this machine's widest units (the build passes -march=native).
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #define CPU_CAPABILITY_AVX512
