@@ -138,6 +138,9 @@ MISMATCH_CASES = {  # name -> overrides: the engine's dtype, the training pass's
     "engine bf16, trainer fp32": ["engine_options={dtype: bfloat16, prepack: false}", "grpo.bf16_autocast=false"],
     "engine bf16, trainer bf16 autocast": ["engine_options={dtype: bfloat16, prepack: false}",
                                            "grpo.bf16_autocast=true"],
+    # the engine's KV cache is bf16 where the decode-attention kernel builds; this row keeps it fp32
+    "engine bf16 with fp32 K/V, trainer fp32": ["engine_options={dtype: bfloat16, prepack: false, kv_dtype: float32}",
+                                                "grpo.bf16_autocast=false"],
 }
 
 

@@ -12,7 +12,8 @@ r1lab's trainers, evaluation and server build it (`make_engine("native")`: fp32,
 prepacked for oneDNN where torch has it, same numbers as the model). Every speed-up is against
 transformers `generate` in fp32, the model's own dtype. The bf16 column is NativeEngine(dtype=
 bfloat16), timed where this CPU runs bf16 GEMMs faster (AVX-512 BF16 / AMX; --bf16 yes|no forces
-it); --hf-bf16 adds transformers `generate` on a bf16 copy as a second baseline. The int8 column
+it), its K/V cache in bf16 where the decode-attention kernel builds (--bf16-fp32-kv adds the same engine with
+fp32 K/V beside it); --hf-bf16 adds transformers `generate` on a bf16 copy as a second baseline. The int8 column
 is NativeEngine(quantize="int8"): faster on AVX2, not exact. It also checks that greedy fp32
 output matches transformers token for token.
 
@@ -158,6 +159,9 @@ def greedy_check(model, tokenizer, native: NativeEngine, n_prompts: int = 8, new
     return f"greedy fp32, {n_prompts} prompts x <= {new_tokens} tokens ({tokens} tokens): {same}/{n_prompts} identical to transformers generate"
 
 
+ROOFLINED = {"native": "fp32", "bf16": "bf16", "bf16_fp32_kv": "bf16"}  # engine -> the dtype of its roofline
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -168,6 +172,8 @@ def main() -> None:
     parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
                         help="time NativeEngine(dtype=bfloat16) too (auto: where bf16 GEMMs are faster here)")
     parser.add_argument("--hf-bf16", action="store_true", help="also time transformers generate on a bf16 copy")
+    parser.add_argument("--bf16-fp32-kv", action="store_true",
+                        help="also time the bf16 engine with an fp32 KV cache (kv_dtype=float32; default: bf16 K/V)")
     parser.add_argument("--no-int8", action="store_true", help="skip NativeEngine(quantize='int8')")
     parser.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp baseline at batch 1")
     parser.add_argument("--group", type=int, default=1,
@@ -182,6 +188,8 @@ def main() -> None:
     native = make_engine("native", model, tokenizer)  # as r1lab's trainers, eval and server build it (prepacked)
     with_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and bf16_is_faster())
     native_bf16 = make_engine("native", model, tokenizer, dtype=torch.bfloat16) if with_bf16 else None
+    fp32_kv = make_engine("native", model, tokenizer, dtype=torch.bfloat16, kv_dtype=torch.float32) \
+        if with_bf16 and args.bf16_fp32_kv else None
     native_int8 = None if args.no_int8 else NativeEngine(model, tokenizer, quantize="int8")
     hf = HFEngine(model, tokenizer)
     hf_models = [model] + ([copy.deepcopy(model).to(torch.bfloat16)] if args.hf_bf16 else [])
@@ -198,19 +206,20 @@ def main() -> None:
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=1.0, logprobs=args.logprobs)
     # Every speed-up is against transformers generate in fp32 (the model's dtype: what users run).
     columns = [("hf_bf16", "HF gen bf16 tok/s"), ("native", "native tok/s"), ("bf16", "native bf16 tok/s"),
-               ("int8", "native int8 tok/s")] + ([("llama_cpp", f"llama.cpp {llama.weights} tok/s")] if llama else [])
+               ("bf16_fp32_kv", "bf16, fp32 K/V tok/s"), ("int8", "native int8 tok/s")] + ([("llama_cpp", f"llama.cpp {llama.weights} tok/s")] if llama else [])
     header = f"{'batch':>5} | {'prompt tok':>10} | {'HF generate tok/s':>17}"
     for name, title in columns:
-        optional = {"hf_bf16": hf_bf16, "bf16": native_bf16, "int8": native_int8}
+        optional = {"hf_bf16": hf_bf16, "bf16": native_bf16, "bf16_fp32_kv": fp32_kv, "int8": native_int8}
         if name in optional and optional[name] is None:
             continue
-        header += f" | {title:>{max(17, len(title))}} | {'speedup':>7}" + (f" | {'% roofline':>10}" if name in ("native", "bf16") else "")
+        header += f" | {title:>{max(17, len(title))}} | {'speedup':>7}" + (f" | {'% roofline':>10}" if name in ROOFLINED else "")
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
         distinct = chat_prompts(tokenizer, max(1, batch // args.group))
         prompts = [p for p in distinct for _ in range(args.group)][:batch]
         seeds = list(range(batch))
-        engines = {"hf": hf, "hf_bf16": hf_bf16, "native": native, "bf16": native_bf16, "int8": native_int8,
+        engines = {"hf": hf, "hf_bf16": hf_bf16, "native": native, "bf16": native_bf16, "bf16_fp32_kv": fp32_kv,
+                   "int8": native_int8,
                    "llama_cpp": llama if batch == 1 else None}
         engines = {name: e for name, e in engines.items() if e is not None}
         best = {name: float("inf") for name in engines}
@@ -247,12 +256,12 @@ def main() -> None:
                 line += f" | {'-':>{width}} | {'-':>7}"
             elif name in rate:
                 line += f" | {rate[name]:>{width}.1f} | {rate[name] / rate['hf']:>6.2f}x"
-                if name in ("native", "bf16"):
-                    line += f" | {100 * rate[name] / roof['bf16' if name == 'bf16' else 'fp32']:>9.1f}%"
+                if name in ROOFLINED:
+                    line += f" | {100 * rate[name] / roof[ROOFLINED[name]]:>9.1f}%"
         print(line)
     batch1 = next((rate for batch, _, rate in rows if batch == 1 and "llama_cpp" in rate), None)
     if batch1:
-        ours = {name: r for name, r in batch1.items() if name in ("native", "bf16", "int8")}
+        ours = {name: r for name, r in batch1.items() if name in ("native", "bf16", "bf16_fp32_kv", "int8")}
         name = max(ours, key=ours.get)
         print(f"\nbatch 1: r1lab's fastest ({name}) {ours[name]:.1f} tok/s vs llama.cpp ({llama.weights} GGUF) "
               f"{batch1['llama_cpp']:.1f} tok/s: {ours[name] / batch1['llama_cpp']:.2f}x")

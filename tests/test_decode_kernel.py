@@ -43,12 +43,34 @@ def test_kernel_matches_a_masked_softmax(heads, kv_heads, head_dim, window):
 
 
 @needs_kernel
+def test_bf16_keys_and_values_read_as_their_fp32_values():
+    torch.manual_seed(0)
+    k, v = torch.randn(4, 3, 30, 64).bfloat16(), torch.randn(4, 3, 30, 64).bfloat16()
+    q, positions = torch.randn(3, 9, 64), torch.tensor([29, 0, 11])
+    ours = kernel(q, k, v, positions, 0, 0.125)
+    assert torch.allclose(ours, reference(q, k.float(), v.float(), positions, 0, 0.125), atol=2e-6, rtol=1e-5)
+
+
+@needs_kernel
+def test_a_bf16_engine_keeps_its_cache_in_bf16_only_with_the_kernel(tokenizer):
+    family, overrides = CASES["qwen3-sliding-untied"]
+    model = varied(family, tokenizer, **overrides)
+    assert DecoderForward(model, dtype=torch.bfloat16).new_cache(2, 8).k[0].dtype == torch.bfloat16
+    assert DecoderForward(model, dtype=torch.bfloat16, attention_kernel=False).new_cache(2, 8).k[0].dtype == torch.float32
+    assert DecoderForward(model, dtype=torch.bfloat16, kv_dtype="float32").new_cache(2, 8).k[0].dtype == torch.float32
+    with pytest.raises(ValueError, match="reads fp32 or bf16 K/V"):
+        DecoderForward(model, kv_dtype=torch.float16)
+
+
+@needs_kernel
 def test_kernel_refuses_what_it_cannot_read():
     k = torch.zeros(2, 1, 8, 16)
     with pytest.raises(RuntimeError, match="position outside the cache"):
         kernel(torch.zeros(1, 1, 16), k, k, torch.tensor([8]), 0, 1.0)
-    with pytest.raises(RuntimeError, match="fp32"):
+    with pytest.raises(RuntimeError, match="fp32 q"):
         kernel(torch.zeros(1, 1, 16, dtype=torch.bfloat16), k, k, torch.tensor([0]), 0, 1.0)
+    with pytest.raises(RuntimeError, match="both fp32 or both bf16"):
+        kernel(torch.zeros(1, 1, 16), k, k.bfloat16(), torch.tensor([0]), 0, 1.0)
 
 
 @needs_kernel

@@ -3,9 +3,11 @@ import pytest
 import torch
 
 from r1lab.models import tiny_model
+from r1lab.rollout import decode_kernel
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engine import MIN_SHARED_PREFIX, NativeEngine, common_prefix_len
 from r1lab.rollout.finish import finish_completion
+from r1lab.rollout.forward import DecoderForward
 from r1lab.rollout.hf import HFEngine
 from r1lab.rollout.linear import DenseLinear, PackedLinear, SplitLinear
 from r1lab.rollout.families import UnsupportedModelError
@@ -91,6 +93,11 @@ def test_stop_string_cuts_text_and_ends_the_row(model, tokenizer):
     assert cut.finish_reason == "stop"
     # finish.py keeps the shortest token prefix whose text reaches into the stop string
     assert cut.token_ids == full.token_ids[: at + 1] and len(cut.logprobs) == at + 1
+    kept = engine.generate(prompts, SamplingParams(max_new_tokens=24, temperature=1.0, stop=[stop], include_stop=True),
+                           seeds=[0])[0]
+    # include_stop: the text ends with the stop string, the tokens with the last one it needs
+    assert kept.text == full.text[: at + 2] and kept.finish_reason == "stop"
+    assert kept.token_ids == full.token_ids[: at + 2] and len(kept.logprobs) == at + 2
 
 
 def test_eos_ends_only_its_row(model, tokenizer):
@@ -171,11 +178,12 @@ def plain_logprobs(model, prompt, tokens, temperature=1.0) -> torch.Tensor:
     return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, torch.tensor(tokens)[:, None]).squeeze(-1)
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel-bf16-cache", "bmm-fp32-cache"])
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_bf16_compute_stays_close_to_the_fp32_model(family, tokenizer):
-    """bf16 weights (q/k/v and gate/up fused into one matmul each) with an fp32 KV cache: the
-    sampled tokens' log-probs track the fp32 model's. A wrong fusion order, a dropped bias or a
-    broken cache would put them far off (the control below shows how far)."""
+def test_bf16_compute_stays_close_to_the_fp32_model(family, tokenizer, kernel):
+    """bf16 weights (q/k/v and gate/up fused into one matmul each) with a bf16 KV cache read by the decode
+    kernel, or an fp32 one read by torch.bmm: the sampled tokens' log-probs track the fp32 model's. A wrong
+    fusion order, a dropped bias or a broken cache would put them far off (the control below shows how far)."""
     model = varied_model(family, tokenizer)
     if family == "qwen2":
         with torch.no_grad():
@@ -183,11 +191,15 @@ def test_bf16_compute_stays_close_to_the_fp32_model(family, tokenizer):
                 layer.self_attn.q_proj.bias.normal_(0, 0.5)
                 layer.self_attn.v_proj.bias.normal_(0, 0.5)
     engine = NativeEngine(model, tokenizer, dtype="bfloat16")
-    assert engine.forward.dtype == torch.bfloat16 and engine.forward.cache_dtype == torch.float32
+    if not kernel:
+        engine.forward = DecoderForward(model, dtype="bfloat16", attention_kernel=False)
+    built = engine.forward.attention_kernel is not None
+    assert engine.forward.dtype == torch.bfloat16 and built == (kernel and decode_kernel.decode_attention() is not None)
+    assert engine.forward.cache_dtype == (torch.bfloat16 if built else torch.float32)
     assert engine.forward.weights().layers[0].qkv.fused is not None
     prompts = encode(tokenizer) + encode(tokenizer, SHARED)
     params = SamplingParams(max_new_tokens=16, temperature=1.0, logprobs=True)
-    # two calls: SHARED alone takes the shared-prefix prefill path (context read back from the fp32 cache)
+    # two calls: SHARED alone takes the shared-prefix prefill path (context read back from the cache)
     completions = (engine.generate(prompts[:len(TEXTS)], params, seeds=list(range(len(TEXTS))))
                    + engine.generate(prompts[len(TEXTS):], params, seeds=list(range(len(SHARED)))))
     errors = torch.cat([torch.tensor(c.logprobs) - plain_logprobs(model, p, c.token_ids)
@@ -391,7 +403,7 @@ def test_rows_with_different_params_share_one_batch(model, tokenizer):
     for i, (row, (params, seed)) in enumerate(zip(rows, mixed)):
         expected = alone(engine, prompts[i], params, seed)
         ours = finish_completion(row.prompt, row.tokens, row.logprobs if params.logprobs else None, tokenizer,
-                                 engine.eos_ids, params.stop, params.max_new_tokens)
+                                 engine.eos_ids, params)
         assert ours.token_ids == expected.token_ids and ours.finish_reason == expected.finish_reason
         assert (ours.logprobs is None) == (expected.logprobs is None)
         if expected.logprobs is not None:

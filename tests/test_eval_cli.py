@@ -76,3 +76,9 @@ def test_config_file_values_are_overridden_by_flags(model_dir, bench, tmp_path):
     result = runner.invoke(eval_app, ["--config", str(config), "--k", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["k"] == 1
+
+
+def test_stop_flags_are_recorded_in_the_setup(model_dir, bench, tmp_path):
+    result = _eval(model_dir, bench, tmp_path / "run", "--stop", "</answer>", "--stop", "\n\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "eval_config.json").read_text())["stop"] == ["</answer>", "\n\n"]

@@ -117,6 +117,24 @@ def test_resuming_with_another_sampling_setup_is_refused(bench, tmp_path, tokeni
         run_eval(_cfg(bench, tmp_path / "run", k=1, temperature=1.0), ScriptedEngine(tokenizer), tokenizer)
 
 
+def test_stop_strings_reach_the_engine_kept_and_define_the_setup(bench, tmp_path, tokenizer):
+    engine = ScriptedEngine(tokenizer)
+    seen = []
+    generate = engine.generate
+    engine.generate = lambda prompts, params, seeds=None: seen.append(params) or generate(prompts, params, seeds)
+    run_eval(_cfg(bench, tmp_path / "run", k=1, stop=["</answer>"]), engine, tokenizer)
+    assert seen[0].stop == ["</answer>"] and seen[0].include_stop
+    with pytest.raises(EvalError, match=r"stop: \['</answer>'\] -> \[\]"):
+        run_eval(_cfg(bench, tmp_path / "run", k=1), ScriptedEngine(tokenizer), tokenizer)
+
+
+def test_a_log_from_before_stop_strings_resumes_without_them(bench, tmp_path, tokenizer):
+    run_eval(_cfg(bench, tmp_path / "run", k=1), ScriptedEngine(tokenizer), tokenizer)
+    config = tmp_path / "run" / "eval_config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "stop"}))
+    assert run_eval(_cfg(bench, tmp_path / "run", k=2), ScriptedEngine(tokenizer), tokenizer)["samples"] == 6
+
+
 def test_seeds_depend_on_question_and_sample_only(bench, tmp_path, tokenizer):
     run_eval(_cfg(bench, tmp_path / "a", batch_size=5), ScriptedEngine(tokenizer), tokenizer)
     run_eval(_cfg(bench, tmp_path / "b", batch_size=2), ScriptedEngine(tokenizer), tokenizer)

@@ -99,3 +99,16 @@ def test_majority_vote_compares_only_distinct_strings():
 def test_majority_vote_of_nothing_is_an_error():
     with pytest.raises(ValueError):
         majority_vote([])
+
+
+def test_mean_interval_uses_student_t_for_few_values():
+    from r1lab.eval.metrics import mean_difference_interval, mean_interval, t_critical_95
+
+    mean, low, high = mean_interval([1.0, 2.0, 3.0, 4.0, 5.0])  # s.e. = sqrt(2.5 / 5)
+    assert mean == 3.0 and high - mean == pytest.approx(2.776 * (2.5 / 5) ** 0.5, rel=1e-6) and mean - low == high - mean
+    assert mean_interval([7.0]) == (7.0, 7.0, 7.0)
+    assert t_critical_95(11) == t_critical_95(10) > t_critical_95(12) and t_critical_95(10_000) == 1.96
+    gap, low, high = mean_difference_interval([10.0, 12.0, 14.0], [1.0, 2.0, 3.0])
+    assert gap == 10.0 and low > 0 and high - gap == pytest.approx(4.303 * (4 / 3 + 1 / 3) ** 0.5, rel=1e-6)
+    with pytest.raises(ValueError, match="df >= 1"):
+        t_critical_95(0)

@@ -69,3 +69,14 @@ def test_reply_parts_split_a_reply_into_think_and_what_follows_the_answer():
     assert reply_parts("<think> 3 + 5 = 8. </think> <answer> 8</answer>") == (12, 0)
     assert reply_parts("<think>ab</think><answer>1</answer>\n\nThus, 2 + 7") == (2, 13)
     assert reply_parts("no tags at all") == (0, 0)
+
+
+def test_a_length_trend_counts_only_where_its_interval_excludes_zero():
+    from r1lab.pipeline.paper_report import TREND_STEPS, _trend_intervals
+
+    rising = [{"completion/length_mean": 30.0 + step + (step % 2)} for step in range(3 * TREND_STEPS)]
+    first, last, change = _trend_intervals(rising, "completion/length_mean")
+    assert first[1] < first[0] < first[2] and change[0] == last[0] - first[0] == 2 * TREND_STEPS and change[1] > 0
+    noisy = [{"completion/length_mean": 30.0 + (10.0 if step % 2 else -10.0)} for step in range(3 * TREND_STEPS)]
+    assert _trend_intervals(noisy, "completion/length_mean")[2][1] < 0 < _trend_intervals(noisy, "completion/length_mean")[2][2]
+    assert _trend_intervals([{"loss": 1.0}], "completion/length_mean") is None

@@ -41,3 +41,18 @@ def test_group_micro_batches_keep_groups_whole():
     for b in batches:
         owners = {prompt_of[i] for i in b.index}
         assert all(sum(prompt_of[i] == k for i in b.index) == 2 for k in owners)
+
+
+def test_micro_batches_sized_in_tokens_hold_whole_groups_within_the_budget():
+    from r1lab.rl.batch import chunked, micro_batches
+
+    prompts = {0: [1] * 10, 1: [2] * 10, 2: [3] * 10}
+    prompt_of = [0, 0, 1, 1, 2, 2]
+    completions = [[7] * 5, [7] * 5, [7] * 5, [7] * 5, [7] * 40, [7] * 40]  # groups cost 20, 20, 90 tokens
+    batches = group_micro_batches(prompt_of, prompts, completions, 0, size=1, tokens=45)
+    # the two short groups share a micro-batch (40 tokens); the long one, over budget alone, gets its own
+    assert sorted(sorted(b.index) for b in batches) == [[0, 1, 2, 3], [4, 5]]
+    assert chunked([5, 5, 5], sum, 10) == [[5, 5], [5]] and chunked([11, 1], sum, 10) == [[11], [1]]
+    # padded layout: rows x the longest row of the micro-batch
+    rows = micro_batches([[1] * 10] * 6, completions, 0, size=1, tokens=60)
+    assert [sorted(b.index) for b in rows] == [[0, 1, 2, 3], [4], [5]]

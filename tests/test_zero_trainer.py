@@ -69,14 +69,15 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_model_dir, tmp_pa
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
 
 
-def test_micro_batch_size_bounds_memory_only_so_a_resume_may_change_it(tiny_model_dir, tmp_path):
-    """One micro-batch of 8 or four of 2 give the same update (one batch-wide normaliser), so a run that ran out
-    of memory can resume with smaller micro-batches as the same experiment."""
+@pytest.mark.parametrize("smaller", [{"grpo.micro_batch_size": 2}, {"grpo.micro_batch_tokens": 1}])  # 1: a group each
+def test_micro_batch_size_bounds_memory_only_so_a_resume_may_change_it(tiny_model_dir, tmp_path, smaller):
+    """One micro-batch of 8 or several smaller ones give the same update (one batch-wide normaliser), so a run that
+    ran out of memory can resume with smaller micro-batches (in sequences or in tokens) as the same experiment."""
     common = {"grpo.steps": 2, "grpo.lr": 1e-3, "run.checkpoint_every": 1, "run.eval_every": 0,
               "rewards": "{test_says_x: 1.0, format_partial: 0.5}", "grpo.micro_batch_size": 8}
     whole = train_zero(tiny_config(tiny_model_dir, tmp_path / "a", **common), progress=False)
     train_zero(tiny_config(tiny_model_dir, tmp_path / "b", **{**common, "grpo.steps": 1}), progress=False)
-    split = train_zero(tiny_config(tiny_model_dir, tmp_path / "b", **{**common, "grpo.micro_batch_size": 2}),
+    split = train_zero(tiny_config(tiny_model_dir, tmp_path / "b", **{**common, **smaller}),
                        resume=True, progress=False)
     final_a = load_file(whole.latest_checkpoint() / "model.safetensors")
     final_b = load_file(split.latest_checkpoint() / "model.safetensors")

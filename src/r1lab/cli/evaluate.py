@@ -49,6 +49,7 @@ def evaluate(
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="default runs/eval/<model>/<setup>; rerun to resume"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="samples per generate call (default 32)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="default 0"),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", help="end a reply at this text, kept in it (repeatable), e.g. --stop '</answer>'"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of EvalConfig fields; flags override it"),
     engine: str = typer.Option("auto", "--engine", help="rollout backend: auto (native where it knows the model, else hf) | native | hf (transformers generate) | vllm (GPU)"),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16"),
@@ -59,7 +60,7 @@ def evaluate(
     flags = dict(model=model, benchmark=benchmark, k=k, temperature=temperature, top_p=top_p,
                  max_new_tokens=max_new_tokens, prompt_style=prompt_style, limit=limit, data=data,
                  prompt_field=prompt_field, answer_field=answer_field, verifier=verifier, lenient=lenient,
-                 output_dir=output_dir, batch_size=batch_size, seed=seed)
+                 output_dir=output_dir, batch_size=batch_size, seed=seed, stop=stop or None)
     overrides = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     from r1lab.eval import EvalConfig, run_eval  # imports torch: here, so that `--help` stays fast
     from r1lab.eval.report import summary_table

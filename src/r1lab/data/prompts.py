@@ -24,6 +24,7 @@ EXAMPLE_QUESTION = "What is 3 + 4 - 2?"
 EXAMPLE_COMPLETION = "<think> 3 + 4 = 7. 7 - 2 = 5. </think> <answer>5</answer>"
 
 STYLES = ("zero", "chat", "r1")
+ANSWER_CLOSE = "</answer>"
 
 
 @dataclass
@@ -32,6 +33,14 @@ class PromptConfig:
     prefill: str = "<think>"  # text the reply is forced to start with ("" for none)
     example: bool = True  # chat style: one worked example turn (a 135M model never finds the tags without it)
     system: str = CHAT_SYSTEM  # chat style system prompt ("" for none)
+    # End each reply at the template's last tag: what a small instruct model writes after "</answer>" at T 1
+    # is never sampled, scored or trained on, so response length measures the think block and the answer.
+    stop_at_answer: bool = False
+
+    @property
+    def stops(self) -> list[str]:
+        """Text stops every sampler of this prompt adds, kept in the reply (the format reward needs the tag)."""
+        return [ANSWER_CLOSE] if self.stop_at_answer else []
 
     def __post_init__(self):
         if self.style not in STYLES:

@@ -12,6 +12,7 @@ from r1lab.data.base import Row, Task, TaskConfig, TaskError
 from r1lab.data.registry import Source, split_rows
 from r1lab.data.tables import records_to_rows
 from r1lab.refs import resolve_callable
+from r1lab.reward_registry import register_verifier
 
 
 def _verifier_name(verifier) -> str:
@@ -19,8 +20,6 @@ def _verifier_name(verifier) -> str:
         return verifier
     if not callable(verifier):
         raise TaskError(f"a row's verifier is a {type(verifier).__name__}; expected a name or a function")
-    from r1lab.rewards.registry import register_verifier  # rewards sit above data: imported only when needed
-
     name = f"{getattr(verifier, '__module__', 'user')}.{getattr(verifier, '__name__', 'verifier')}"
     register_verifier(name)(verifier)
     return name

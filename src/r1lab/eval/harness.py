@@ -46,6 +46,7 @@ class EvalConfig:
     lenient: bool = False  # an untagged, unboxed reply answers with its last number (not R1's protocol)
     output_dir: str = ""  # "" = runs/eval/<model>/<benchmark>-<style>-t<T>-p<top_p>-n<max_new_tokens>-s<seed>
     batch_size: int = 32  # samples per engine.generate call
+    stop: list[str] = field(default_factory=list)  # text stops kept in the reply, e.g. ["</answer>"]
     seed: int = 0  # base of every (question, sample) seed, and of the reasoning-gym held-out split
 
     def __post_init__(self):
@@ -61,7 +62,7 @@ class EvalConfig:
 
     def sampling_params(self) -> SamplingParams:
         return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                              top_p=self.top_p, logprobs=False)
+                              top_p=self.top_p, logprobs=False).ending_at(self.stop)
 
     def run_dir(self) -> Path:
         if self.output_dir:
@@ -75,7 +76,7 @@ class EvalConfig:
 # Fields that change which completions are sampled or how they are scored: a resumed run must match
 # them. k, limit and batch_size may change: more samples or questions extend the same log.
 RESUME_KEYS = ("model", "benchmark", "temperature", "top_p", "max_new_tokens", "prompt_style", "data",
-               "prompt_field", "answer_field", "verifier", "task_kwargs", "lenient", "seed")
+               "prompt_field", "answer_field", "verifier", "task_kwargs", "lenient", "seed", "stop")
 
 
 def prompt_config(style: str) -> PromptConfig:
@@ -126,8 +127,9 @@ def _check_resume(cfg: EvalConfig, run_dir: Path) -> None:
     current = dataclasses.asdict(cfg)
     if path.is_file():
         previous = json.loads(path.read_text())
-        changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in RESUME_KEYS
-                   if previous.get(key) != current[key]]
+        defaults = dataclasses.asdict(EvalConfig())  # a key newer than the log holds its default there
+        changed = [f"{key}: {previous.get(key, defaults[key])!r} -> {current[key]!r}" for key in RESUME_KEYS
+                   if previous.get(key, defaults[key]) != current[key]]
         if changed:
             raise EvalError(f"{run_dir} holds samples from another setup ({'; '.join(changed)}); "
                             "pass a different --output-dir or delete that folder")

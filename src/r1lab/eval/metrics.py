@@ -37,6 +37,33 @@ def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+# Two-sided 95% Student t critical values by degrees of freedom: a mean of a few values (a training run's
+# per-step means) is wider than ±1.96 s.e. A df between two keys takes the smaller key's (wider) value.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t_critical_95(df: int) -> float:
+    if df < 1:
+        raise ValueError(f"t_critical_95 needs df >= 1, got {df}")
+    return 1.96 if df > max(_T975) else _T975[max(k for k in _T975 if k <= df)]
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and its 95% t interval (a point for one value)."""
+    mean, stderr = mean_stderr(values)
+    half = t_critical_95(len(values) - 1) * stderr if len(values) > 1 else 0.0
+    return mean, mean - half, mean + half
+
+
+def mean_difference_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """mean(a) − mean(b) and its 95% interval (Welch's standard error; df min(n) − 1, on the wide side)."""
+    (mean_a, se_a), (mean_b, se_b) = mean_stderr(a), mean_stderr(b)
+    gap, df = mean_a - mean_b, min(len(a), len(b)) - 1
+    half = t_critical_95(df) * math.hypot(se_a, se_b) if df >= 1 else 0.0
+    return gap, gap - half, gap + half
+
+
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion; unlike mean ± 1.96·se it stays inside [0, 1]
     and is not degenerate at 0 or 1 successes, which small benchmarks (AIME: 30 questions) hit."""

@@ -101,7 +101,8 @@ def measure_level(engine, tokenizer, prompt: PromptConfig, level: str, cfg: Thin
                 _hits([lenient(c.text, **r) for c, r in zip(out, flat_rows)]))
 
     ids = [tokenizer(render(r["question"], prompt, tokenizer), add_special_tokens=False)["input_ids"] for r in rows]
-    out = sample(ids, SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.6, top_p=0.95, logprobs=False))
+    out = sample(ids, SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.6, top_p=0.95,
+                                     logprobs=False).ending_at(prompt.stops))
     replies = [prompt.prefill + c.text for c in out]
     steps = [worked_steps(r["question"]) for r in rows]
     worked = forced(steps) if all(steps) else (None, None)

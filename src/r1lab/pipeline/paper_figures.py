@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from r1lab.eval.metrics import wilson_interval
+from r1lab.eval.metrics import mean_interval, wilson_interval
 
 
 def _plt():
@@ -27,6 +27,20 @@ def _bars(ax, labels: list[str], values: list[float], intervals: list[tuple[floa
     ax.grid(axis="y", alpha=0.3)
 
 
+ROLLING_STEPS = 5  # figure a's training-length curve: the mean of the last this many step means
+
+
+def _rolling_intervals(values: list[float], window: int) -> list[tuple[float, float, float]]:
+    """At each step, the mean of the last `window` step values with its 95% t interval; the first steps, with
+    fewer values, get the mean of those and no interval (NaN: a gap in the band)."""
+    nan = float("nan")
+    out = []
+    for i in range(len(values)):
+        mean, low, high = mean_interval(values[max(0, i - window + 1) : i + 1])
+        out.append((mean, low, high) if i + 1 >= window else (mean, nan, nan))
+    return out
+
+
 def figure_a(metrics_by_seed: dict[int, list[dict]], path: Path) -> None:
     """Per seed, across R1-Zero's GRPO steps: held-out accuracy (with Wilson bands), response length and the
     share of training samples with a reflective phrase."""
@@ -43,8 +57,10 @@ def figure_a(metrics_by_seed: dict[int, list[dict]], path: Path) -> None:
                     label=f"seed {seed}: held-out (greedy, 95% band)")
         acc_ax.plot(train_steps, [m.get("train/accuracy", float("nan")) for m in train], color=colour, alpha=0.35,
                     label=f"seed {seed}: train samples")
-        len_ax.plot(train_steps, [m["completion/length_mean"] for m in train], color=colour, alpha=0.6,
-                    label=f"seed {seed}: train samples (mean)")
+        rolling = _rolling_intervals([m["completion/length_mean"] for m in train], ROLLING_STEPS)
+        len_ax.fill_between(train_steps, [r[1] for r in rolling], [r[2] for r in rolling], color=colour, alpha=0.15)
+        len_ax.plot(train_steps, [r[0] for r in rolling], color=colour, alpha=0.6,
+                    label=f"seed {seed}: train samples, {ROLLING_STEPS}-step rolling mean (95% band)")
         len_ax.plot(steps, [m.get("eval/length_mean", float("nan")) for m in evals], marker="o", color=colour,
                     label=f"seed {seed}: held-out (greedy)")
         aha_ax.plot(train_steps, [m.get("aha/reflection_rate", float("nan")) for m in train], color=colour,

@@ -160,7 +160,8 @@ def _task_words(cfg: ZeroConfig) -> str:
     task = cfg.task
     what = task.name if task.source == "reasoning_gym" else f"{task.source} {task.path}".strip()
     options = ", ".join(f"{k}={v}" for k, v in task.kwargs.items())
-    return f"{what}{f' ({options})' if options else ''}, ≤ {cfg.grpo.max_new_tokens} new tokens"
+    ending = " (replies end at `</answer>`: nothing after it is sampled)" if cfg.prompt.stop_at_answer else ""
+    return f"{what}{f' ({options})' if options else ''}, ≤ {cfg.grpo.max_new_tokens} new tokens{ending}"
 
 
 def _reseeded_zero(cfg: ZeroConfig, seed: int) -> ZeroConfig:
@@ -195,7 +196,7 @@ def _vote(model: str, zero_cfg: ZeroConfig, voting: VotingConfig, output_dir: Pa
     eval_cfg = EvalConfig(model=model, benchmark=task.name, task_kwargs=dict(task.kwargs), seed=task.seed,
                           k=voting.k, limit=voting.limit, temperature=voting.temperature, top_p=voting.top_p,
                           max_new_tokens=voting.max_new_tokens, prompt_style=zero_cfg.prompt.style,
-                          batch_size=voting.batch_size, output_dir=str(output_dir))
+                          batch_size=voting.batch_size, stop=zero_cfg.prompt.stops, output_dir=str(output_dir))
     tokenizer = load_tokenizer(model)
     engine = make_engine(zero_cfg.engine, load_model(model).eval(), tokenizer)
     summary = run_eval(eval_cfg, engine, tokenizer)

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r1lab.eval.metrics import wilson_interval
+from r1lab.eval.metrics import mean_difference_interval, mean_interval, wilson_interval
 from r1lab.eval.thinking_pays import TABLE_HEAD, table_row, thinking_gain
 from r1lab.pipeline.paper_figures import figure_a, figure_b, figure_evals, stage_evals
 from r1lab.pipeline.summary import summary_markdown
 from r1lab.runs.rundir import atomic_write_text
 
-TREND_STEPS = 5  # training-sample trends compare the mean of the first and of the last this many steps
+TREND_STEPS = 10  # training-sample trends compare the mean of the first and of the last this many steps
 
 
 @dataclass
@@ -129,6 +129,21 @@ def _trend(records: list[dict], key: str) -> tuple[float, float] | None:
     return sum(head) / len(head), sum(tail) / len(tail)
 
 
+def _trend_intervals(records: list[dict], key: str) -> tuple[tuple[float, float, float], ...] | None:
+    """(first, last, last − first): means of the first and last TREND_STEPS per-step values with 95% t intervals;
+    the spread of a run's step means, not of single samples, is what a trend has to beat."""
+    values = [m[key] for m in records if key in m]
+    if not values:
+        return None
+    head, tail = values[:TREND_STEPS], values[-TREND_STEPS:]
+    return mean_interval(head), mean_interval(tail), mean_difference_interval(tail, head)
+
+
+def _mean_cell(interval: tuple[float, float, float], digits: int = 1) -> str:
+    mean, low, high = interval
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
@@ -171,15 +186,16 @@ def _part_a(r: PaperRecords, figure: str) -> list[str]:
              f"| seed | held-out accuracy, first evaluation | last evaluation | final model, right answers only | "
              f"held-out length (greedy) | train length, first → last {TREND_STEPS} steps | reflective samples, first → "
              f"last {TREND_STEPS} steps | aha candidates | GRPO time |", "|---|---|---|---|---|---|---|---|---|"]
-    grew, first_pool, last_pool, partial_credit = 0, [0, 0], [0, 0], False
+    grew, fell, first_pool, last_pool, partial_credit = 0, 0, [0, 0], [0, 0], False
     split = ["| seed | think block, characters | after `</answer>`, characters | replies logged |", "|---|---|---|---|"]
     for zero in r.zeros:
         metrics = r.zero_metrics[zero["seed"]]
         evals = [m for m in metrics if "eval/accuracy" in m]
         first, last = evals[0], evals[-1]
-        length = _trend(metrics, "completion/length_mean") or (float("nan"),) * 2
+        nan = (float("nan"),) * 3
+        length = _trend_intervals(metrics, "completion/length_mean") or (nan, nan, nan)
         reflect = _trend(metrics, "aha/reflection_rate") or (float("nan"),) * 2
-        grew += length[1] > length[0]
+        grew, fell = grew + (length[2][1] > 0), fell + (length[2][2] < 0)
         for pool, m in ((first_pool, first), (last_pool, last)):
             hits, n = _held_out(m)
             pool[0], pool[1] = pool[0] + hits, pool[1] + n
@@ -189,7 +205,7 @@ def _part_a(r: PaperRecords, figure: str) -> list[str]:
         partial_credit = partial_credit or any(not _whole(m["eval/accuracy"] * m["eval/n"]) for m in evals)
         lines.append(f"| {zero['seed']} | step {first['step']}: {_cell(*_held_out(first))} | step {last['step']}: "
                      f"{_cell(*_held_out(last))} | {final_cell} | {first.get('eval/length_mean', float('nan')):.1f} → "
-                     f"{last.get('eval/length_mean', float('nan')):.1f} | {length[0]:.1f} → {length[1]:.1f} | "
+                     f"{last.get('eval/length_mean', float('nan')):.1f} | {_mean_cell(length[0])} → {_mean_cell(length[1])} | "
                      f"{reflect[0]:.3f} → {reflect[1]:.3f} | {candidates:.0f} | {zero['train_seconds'] / 60:.1f} min |")
         parts = _parts_trend(r.zero_samples.get(zero["seed"], []))
         if parts:
@@ -197,8 +213,10 @@ def _part_a(r: PaperRecords, figure: str) -> list[str]:
             logged = len(r.zero_samples[zero["seed"]])
             split.append(f"| {zero['seed']} | {think0:.0f} → {think1:.0f} | {tail0:.0f} → {tail1:.0f} | {logged} |")
     lines += ["", f"Pooled over the {len(r.zeros)} seeds: held-out accuracy {_cell(*first_pool)} at the first "
-              f"evaluation, {_cell(*last_pool)} at the last. Mean training-sample length grew in {grew} of "
-              f"{len(r.zeros)} seeds. Reflective samples: the share of training samples with a reflective phrase "
+              f"evaluation, {_cell(*last_pool)} at the last. Mean training-sample length (the mean of the first and "
+              f"of the last {TREND_STEPS} steps' means, with 95% t intervals across those steps) grew in {grew} and "
+              f"fell in {fell} of {len(r.zeros)} seeds, counting a change only where the interval of the "
+              f"difference excludes 0. Reflective samples: the share of training samples with a reflective phrase "
               "(r1lab.eval.aha); aha candidates: right samples that reflect after a wrong intermediate result "
               "(each run's aha.jsonl).", ""]
     if partial_credit:

@@ -73,7 +73,8 @@ class LocalTeacher:
             raise ValueError("LocalTeacher: an already-loaded model needs its tokenizer (tokenizer=...)")
         self.name = name or getattr(model.config, "_name_or_path", "") or "local"
         self.prompt = prompt or PromptConfig()
-        self.params = dataclasses.replace(params or SamplingParams(), logprobs=False)  # traces need text only
+        # traces need text only
+        self.params = dataclasses.replace(params or SamplingParams(), logprobs=False).ending_at(self.prompt.stops)
         self.tokenizer = tokenizer
         self.engine = make_engine(engine, model, tokenizer, max_batch_size=batch_size)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from r1lab.rewards.extract import extract_answer
-from r1lab.rewards.registry import get_verifier, register_reward
+from r1lab.reward_registry import get_verifier, register_reward
 
 _STRICT = re.compile(r"\s*<think>(?:(?!<think>|</think>).)*</think>\s*<answer>(?:(?!<answer>|</answer>).)*</answer>\s*", re.DOTALL)
 

@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 from r1lab.rewards.extract import extract_code
-from r1lab.rewards.registry import register_reward, register_verifier
+from r1lab.reward_registry import register_reward, register_verifier
 from r1lab.sandbox import Limits, SandboxPool, run_files
 
 # Runs the solution, then each step in one namespace; reports passes on fd 1 as they happen, so a

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from r1lab.refs import is_reference, resolve_callable
-from r1lab.rewards.registry import get_reward
+from r1lab.reward_registry import get_reward
 
 BATCHED_FIRST_PARAMETERS = ("completions", "prompts")
 

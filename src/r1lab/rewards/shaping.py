@@ -13,7 +13,7 @@ import re
 from typing import Callable
 
 from r1lab.rewards.extract import extract_answer
-from r1lab.rewards.registry import get_verifier, register_reward
+from r1lab.reward_registry import get_verifier, register_reward
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from r1lab.rewards.registry import register_verifier
+from r1lab.reward_registry import register_verifier
 
 
 def _as_number(text: str) -> float | None:

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,14 +71,29 @@ def pack(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
     return SequenceBatch(input_ids, attention, position_ids, completion_ids, completion_mask, index)
 
 
+def chunked(items: Sequence, cost: Callable[[list], int], budget: int) -> list[list]:
+    """`items` in order, cut into consecutive chunks whose cost stays within `budget`; an item that alone
+    costs more gets a chunk of its own."""
+    chunks: list[list] = []
+    for item in items:
+        if chunks and cost(chunks[-1] + [item]) <= budget:
+            chunks[-1].append(item)
+        else:
+            chunks.append([item])
+    return chunks
+
+
 def micro_batches(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int,
-                  size: int) -> list[SequenceBatch]:
-    """Length-bucketed micro-batches: rows of similar total length share a padded tensor."""
+                  size: int, tokens: int = 0) -> list[SequenceBatch]:
+    """Length-bucketed micro-batches: rows of similar total length share a padded tensor. `size` rows each,
+    or (tokens > 0) as many as fit `tokens` padded positions."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(completions[i]))
-    return [
-        pack([prompts[i] for i in chunk], [completions[i] for i in chunk], pad_id, chunk)
-        for chunk in (order[s : s + size] for s in range(0, len(order), size))
-    ]
+    if tokens:
+        chunks = chunked(order, lambda rows: len(rows) * max(len(prompts[i]) + len(completions[i]) for i in rows),
+                         tokens)
+    else:
+        chunks = [order[s : s + size] for s in range(0, len(order), size)]
+    return [pack([prompts[i] for i in chunk], [completions[i] for i in chunk], pad_id, chunk) for chunk in chunks]
 
 
 def completion_logits(model, batch: SequenceBatch) -> Tensor:
@@ -128,20 +143,21 @@ def pack_groups(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence
 
 
 def grouped_micro_batches(pack_fn, prompt_of: Sequence[int], prompts: dict[int, Sequence[int]],
-                          completions: Sequence[Sequence[int]], pad_id: int, size: int) -> list:
-    """Whole groups per micro-batch (about `size` completions each), each packed by
-    `pack_fn(prompts, completions, row_prompt, pad_id, index)`; rows keep their batch positions."""
+                          completions: Sequence[Sequence[int]], pad_id: int, size: int, tokens: int = 0) -> list:
+    """Whole groups per micro-batch, each packed by `pack_fn(prompts, completions, row_prompt, pad_id, index)`;
+    rows keep their batch positions. About `size` completions each, or (tokens > 0) about `tokens` tokens:
+    each prompt once plus its completions, what the packed layout computes."""
     groups: dict[int, list[int]] = {}
     for i, key in enumerate(prompt_of):
         groups.setdefault(key, []).append(i)
-    chunks, current = [], []
-    for key in sorted(groups, key=lambda k: len(prompts[k])):  # similar prompt lengths pad less
-        if current and sum(len(groups[k]) for k in current) + len(groups[key]) > size:
-            chunks.append(current)
-            current = []
-        current.append(key)
-    if current:
-        chunks.append(current)
+    if tokens:
+        def cost(keys: list[int]) -> int:
+            return sum(len(prompts[k]) + sum(len(completions[i]) for i in groups[k]) for k in keys)
+    else:
+        def cost(keys: list[int]) -> int:
+            return sum(len(groups[k]) for k in keys)
+    # similar prompt lengths pad less
+    chunks = chunked(sorted(groups, key=lambda k: len(prompts[k])), cost, tokens or size)
     out = []
     for keys in chunks:
         rows = [i for k in keys for i in groups[k]]
@@ -152,9 +168,10 @@ def grouped_micro_batches(pack_fn, prompt_of: Sequence[int], prompts: dict[int, 
 
 
 def group_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[int]],
-                        completions: Sequence[Sequence[int]], pad_id: int, size: int) -> list[GroupBatch]:
+                        completions: Sequence[Sequence[int]], pad_id: int, size: int,
+                        tokens: int = 0) -> list[GroupBatch]:
     """Whole groups per micro-batch, padded (GroupBatch)."""
-    return grouped_micro_batches(pack_groups, prompt_of, prompts, completions, pad_id, size)
+    return grouped_micro_batches(pack_groups, prompt_of, prompts, completions, pad_id, size, tokens)
 
 
 @functools.cache

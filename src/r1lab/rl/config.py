@@ -50,6 +50,9 @@ class GRPOConfig:
     drop_uniform_groups: bool = False  # DAPO dynamic sampling: skip groups whose rewards are all equal
     mask_truncated: bool = False  # DAPO overlong masking: completions cut by max_new_tokens get no gradient
     micro_batch_size: int = 16  # sequences per forward/backward; gradients accumulate to the full batch
+    # > 0: micro-batches sized in tokens instead (whole groups, each prompt once plus its completions; padded
+    # layout: padded positions), so short replies share one forward and long ones cannot outgrow memory
+    micro_batch_tokens: int = 0
     # The training forward's layout: packed (a micro-batch's groups as one unpadded row, each prompt once),
     # shared_prompt (padded; each prompt's KV cache fanned out to its group) or padded (full padded sequences)
     layout: Literal["packed", "shared_prompt", "padded"] = "packed"
@@ -90,7 +93,7 @@ class GRPOConfig:
         for name in ("lr", "temperature", "max_grad_norm"):  # the loss divides the logits by the temperature
             if not getattr(self, name) > 0:
                 raise ValueError(f"grpo.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("warmup_steps", "weight_decay", "eps_low", "eps_high", "beta"):
+        for name in ("warmup_steps", "weight_decay", "eps_low", "eps_high", "beta", "micro_batch_tokens"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"grpo.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.top_p <= 1:

@@ -20,6 +20,7 @@ def heldout_records(engine: Engine, tokenizer, rows: list[Row], prompt: PromptCo
     indices and merge their records into the one-process result.
     """
     indices = list(range(len(rows))) if indices is None else list(indices)
+    params = params.ending_at(prompt.stops)
     if not indices:
         return []
     prompts = [tokenizer(render(rows[i]["question"], prompt, tokenizer), add_special_tokens=False)["input_ids"]

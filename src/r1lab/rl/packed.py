@@ -142,9 +142,11 @@ def pack_groups_flat(prompts: Sequence[Sequence[int]], completions: Sequence[Seq
 
 
 def packed_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[int]],
-                         completions: Sequence[Sequence[int]], pad_id: int, size: int) -> list[PackedBatch]:
-    """Whole groups per micro-batch (about `size` completions each), packed; rows keep their batch positions."""
-    return grouped_micro_batches(pack_groups_flat, prompt_of, prompts, completions, pad_id, size)
+                         completions: Sequence[Sequence[int]], pad_id: int, size: int,
+                         tokens: int = 0) -> list[PackedBatch]:
+    """Whole groups per micro-batch (about `size` completions or `tokens` tokens each), packed; rows keep
+    their batch positions."""
+    return grouped_micro_batches(pack_groups_flat, prompt_of, prompts, completions, pad_id, size, tokens)
 
 
 # ---------------------------------------------------------------- the attention function

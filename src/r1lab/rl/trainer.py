@@ -97,7 +97,7 @@ class GRPOTrainer:
                                                         g.steps * g.mu, g.warmup_steps * g.mu)
         self.engine = make_engine(cfg.engine, self.sampling_model, policy.tokenizer, **cfg.engine_options)
         self.sampling = SamplingParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                                       logprobs=g.log_mismatch)
+                                       logprobs=g.log_mismatch).ending_at(cfg.prompt.stops)
         self.learner = Learner(self.train_model, policy, self.optimizer, self.scheduler, g, self.device,
                                self.bf16_autocast)
         self.reward_weights = {**{n: 0.0 for n in DIAGNOSTIC_REWARDS}, **cfg.rewards}

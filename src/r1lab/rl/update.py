@@ -42,7 +42,7 @@ def prepare_step(completion_ids: list[list[int]], prompt_ids: list[list[int]], c
         return None
     norm = LossNormalizers(int(totals[0]), int(totals[1]), g.max_new_tokens)
     batches, score = pack_for_scoring(prompt_ids, completion_ids, counted, g.group_size, pad_id,
-                                      g.micro_batch_size, g.layout, device)
+                                      g.micro_batch_size, g.layout, device, g.micro_batch_tokens)
     sampler = [None] * len(batches)
     if sampler_logprobs is not None:
         sampler = [padded_rows([sampler_logprobs[counted[r]] for r in b.index], b.completion_mask.shape[1]).to(device)

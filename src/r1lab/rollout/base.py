@@ -1,7 +1,7 @@
 """The one sampling interface: GRPO, evaluation, distillation and serving all call `Engine.generate`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, Sequence
 
 
@@ -11,7 +11,8 @@ class SamplingParams:
     temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 disables
-    stop: list[str] = field(default_factory=list)  # text stops; the stop string is cut from `text`
+    stop: list[str] = field(default_factory=list)  # text stops; the stop string is cut from `text`...
+    include_stop: bool = False  # ...unless this keeps it (a closing tag the reward must see)
     logprobs: bool = True  # per-token log-probs of the sampled tokens under softmax(logits / T)
 
     def __post_init__(self):
@@ -24,6 +25,10 @@ class SamplingParams:
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
 
+    def ending_at(self, stops: Sequence[str]) -> SamplingParams:
+        """These params with `stops` added as kept stop strings (a closing tag the reward must see)."""
+        return replace(self, stop=[*self.stop, *stops], include_stop=True) if stops else self
+
 
 FinishReason = Literal["stop", "length"]
 
@@ -32,7 +37,7 @@ FinishReason = Literal["stop", "length"]
 class Completion:
     prompt_ids: list[int]
     token_ids: list[int]  # generated tokens, EOS included when the model emitted it
-    text: str  # decoded generation without special tokens, cut before any stop string
+    text: str  # decoded generation without special tokens, cut before (include_stop: after) any stop string
     finish_reason: FinishReason  # "stop": EOS or a stop string; "length": hit max_new_tokens
     logprobs: list[float] | None = None  # one per token_ids entry
 

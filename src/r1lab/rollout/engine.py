@@ -56,14 +56,16 @@ class NativeEngine:
     prepack: keep weights in oneDNN's blocked layout (rollout/linear.py). None = whenever a copy is
         made anyway (a cast dtype); True = a prepacked copy in the model's dtype too (same numbers,
         faster, needs `refresh_weights()`).
+    kv_dtype: the KV cache's dtype. None = the compute dtype (bf16 K/V for bf16 compute on a CPU where the
+        decode-attention kernel builds, fp32 where it does not); "float32" keeps K/V exact.
     """
 
     def __init__(self, model, tokenizer, dtype: torch.dtype | str | None = None, max_batch_size: int = 64,
-                 quantize: str | None = None, prepack: bool | None = None):
+                 quantize: str | None = None, prepack: bool | None = None, kv_dtype: torch.dtype | str | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.model, self.tokenizer, self.max_batch_size = model, tokenizer, max_batch_size
-        self.forward = DecoderForward(model, dtype=dtype, quantize=quantize, prepack=prepack)
+        self.forward = DecoderForward(model, dtype=dtype, quantize=quantize, prepack=prepack, kv_dtype=kv_dtype)
         self.eos_ids = eos_ids_of(tokenizer, model)
 
     @property
@@ -104,7 +106,7 @@ class NativeEngine:
             session.add(row)
         session.run()
         return [finish_completion(r.prompt, r.tokens, r.logprobs if params.logprobs else None, self.tokenizer,
-                                  self.eos_ids, params.stop, params.max_new_tokens)
+                                  self.eos_ids, params)
                 for r in rows]
 
 

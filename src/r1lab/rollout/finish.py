@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from r1lab.rollout.base import Completion
+from r1lab.rollout.base import Completion, SamplingParams
 
 
 def eos_ids_of(tokenizer, model=None) -> set[int]:
@@ -23,9 +23,9 @@ def finish_completion(
     logprobs: Sequence[float] | None,
     tokenizer,
     eos_ids: set[int],
-    stop: Sequence[str],
-    max_new_tokens: int,
+    params: SamplingParams,
 ) -> Completion:
+    stop, include_stop = params.stop, params.include_stop
     tokens = list(new_ids)
     reason = "length"
     for i, tok in enumerate(tokens):
@@ -36,14 +36,16 @@ def finish_completion(
     if stop:
         hits = [(text.find(s), s) for s in stop if s and s in text]
         if hits:
-            pos, _ = min(hits)
-            text, reason = text[:pos], "stop"
-            # keep the shortest token prefix whose text reaches the stop string
+            pos, hit = min(hits)
+            end = pos + len(hit) if include_stop else pos
+            text, reason = text[:end], "stop"
+            # keep the shortest token prefix whose text reaches (include_stop: covers) the stop string
+            reach = end if include_stop else pos + 1
             for n in range(1, len(tokens) + 1):
-                if len(tokenizer.decode(tokens[:n], skip_special_tokens=True)) > pos:
+                if len(tokenizer.decode(tokens[:n], skip_special_tokens=True)) >= reach:
                     tokens = tokens[:n]
                     break
-    if reason == "length" and len(tokens) < max_new_tokens:
+    if reason == "length" and len(tokens) < params.max_new_tokens:
         reason = "stop"  # the backend ended early on a stop condition of its own
     lps = list(logprobs[: len(tokens)]) if logprobs is not None else None
     return Completion(list(prompt_ids), tokens, text, reason, lps)

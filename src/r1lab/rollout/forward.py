@@ -71,12 +71,15 @@ class DecoderForward:
     `refresh_weights()` after the model changes, or the engine keeps sampling from old weights.
     prepack: keep the copy in oneDNN's blocked layout (linear.py, CPU only). None (default):
     whenever a dense copy is made anyway on a CPU. True: a prepacked copy even in the model's dtype.
-    attention_kernel: decode attention in r1lab's C++ kernel (decode_kernel.py; fp32 K/V on a CPU).
+    attention_kernel: decode attention in r1lab's C++ kernel (decode_kernel.py; fp32 or bf16 K/V on a CPU).
     None (default): where it builds; False: torch.bmm; True: the kernel or an error.
+    kv_dtype: the KV cache's dtype (a dtype or its name); None (default): the compute dtype, except fp32 for
+    reduced precision on a CPU without the kernel.
     """
 
     def __init__(self, model, dtype: torch.dtype | str | None = None, quantize: str | None = None,
-                 prepack: bool | None = None, attention_kernel: bool | None = None):
+                 prepack: bool | None = None, attention_kernel: bool | None = None,
+                 kv_dtype: torch.dtype | str | None = None):
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         self.model = model  # what the caller holds (maybe a peft wrapper): parameters are read through it
@@ -104,17 +107,19 @@ class DecoderForward:
             prepack = None  # where oneDNN cannot pack (a GPU; bf16 without AVX-512): the plain copy it would make
         self.copies_weights = self.dtype != self.model_dtype or quantize is not None or bool(prepack)
         self.prepack = self.copies_weights and quantize is None and packs if prepack is None else prepack
-        # Reduced-precision compute on CPU keeps K/V in fp32: decode attention then runs as fp32
-        # batched matmuls straight on strided cache slices (a bf16 bmm copies strided operands
-        # first: 3.6x slower, measured), and the scores lose nothing to rounding.
-        reduced = self.dtype in (torch.bfloat16, torch.float16) and self.device.type == "cpu"
-        self.cache_dtype = torch.float32 if reduced else self.dtype
         self.attention_kernel = None
-        if attention_kernel is not False and self.device.type == "cpu" and self.cache_dtype == torch.float32:
+        if attention_kernel is not False and self.device.type == "cpu" and self.dtype in (torch.float32, torch.bfloat16):
             self.attention_kernel = decode_kernel.decode_attention()
         if attention_kernel and self.attention_kernel is None:
-            raise RuntimeError("attention_kernel=True: the decode-attention kernel needs a CPU with fp32 K/V and a "
-                               "build (see the message above, or R1LAB_DECODE_KERNEL)")
+            raise RuntimeError("attention_kernel=True: the decode-attention kernel needs a CPU, fp32 or bf16 compute "
+                               "and a build (see the message above, or R1LAB_DECODE_KERNEL)")
+        # K/V are stored in the compute dtype, except reduced precision on a CPU without the kernel: torch.bmm
+        # on bf16 copies the strided cache operands first (3.6x slower, measured), so there K/V stay fp32.
+        reduced = self.dtype in (torch.bfloat16, torch.float16) and self.device.type == "cpu"
+        automatic = torch.float32 if reduced and self.attention_kernel is None else self.dtype
+        self.cache_dtype = automatic if kv_dtype is None else resolve_dtype(kv_dtype, self.dtype, self.device)
+        if self.attention_kernel is not None and self.cache_dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"kv_dtype={self.cache_dtype}: the decode-attention kernel reads fp32 or bf16 K/V")
         self.reader = WeightReader(self.hf, self.plan, self.dtype, self.copies_weights, quantize, self.prepack)
         self._weights_copy: ModelWeights | None = None
         if self.copies_weights:
@@ -258,8 +263,8 @@ class DecoderForward:
             cache.k[i][rows, :, positions] = k.to(cache_dtype)
             cache.v[i][rows, :, positions] = v.to(cache_dtype)
             if kernel is not None:
-                attn = kernel(q.to(cache_dtype), cache.k[i], cache.v[i], positions, layer.window or 0,
-                              self.plan.attn_scale)  # (B, H, D)
+                attn = kernel(q.float(), cache.k[i], cache.v[i], positions, layer.window or 0,
+                              self.plan.attn_scale)  # (B, H, D) fp32
             else:
                 attn = self._bmm_attention(q, cache, i, biases[layer.window])
             x = x + self._norm(lw.o(attn.reshape(B, H * D).to(x.dtype)), lw.post_attn_norm)  # (B, C)

@@ -59,6 +59,6 @@ class HFEngine:
             logprobs = torch.log_softmax(logits / scale, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
         return [
             finish_completion(p, new[i].tolist(), logprobs[i].tolist() if logprobs is not None else None,
-                              self.tokenizer, self.eos_ids, params.stop, params.max_new_tokens)
+                              self.tokenizer, self.eos_ids, params)
             for i, p in enumerate(prompts)
         ]

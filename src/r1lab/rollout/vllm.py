@@ -100,7 +100,8 @@ class VLLMEngine:
 
         per_row = [VLLMParams(n=1, max_tokens=params.max_new_tokens, temperature=params.temperature,
                               top_p=params.top_p, top_k=params.top_k if params.top_k > 0 else -1,
-                              stop=list(params.stop) or None, stop_token_ids=sorted(self.eos_ids),
+                              stop=list(params.stop) or None, include_stop_str_in_output=params.include_stop,
+                              stop_token_ids=sorted(self.eos_ids),
                               seed=int(seeds[i]) if seeds is not None else None)
                    for i in range(len(prompts))]
         self._wake()
@@ -112,5 +113,5 @@ class VLLMEngine:
                 self.llm.sleep(level=2)
         # r1lab's own cut (EOS, stop strings) so every backend ends a completion at the same token
         return [finish_completion(p, list(out.outputs[0].token_ids), None, self.tokenizer, self.eos_ids,
-                                  params.stop, params.max_new_tokens)
+                                  params)
                 for p, out in zip(prompts, outputs)]

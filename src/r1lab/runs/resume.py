@@ -25,9 +25,10 @@ from r1lab.runs.rundir import RunDir
 
 # Dotted config fields (or whole sections) a resumed run may change. The trainers' configs share these names:
 # GRPO (grpo.steps) and SFT (train.steps / train.epochs: how long), run.* (output, logging, cadence), and how the
-# work is cut: grpo.micro_batch_size only bounds memory (gradients accumulate under one batch-wide normaliser).
-MAY_CHANGE = ("grpo.steps", "grpo.micro_batch_size", "train.steps", "train.epochs", "run", "threads", "engine",
-              "engine_options", "fsdp")
+# work is cut: grpo.micro_batch_size / _tokens only bound memory (gradients accumulate under one batch-wide
+# normaliser).
+MAY_CHANGE = ("grpo.steps", "grpo.micro_batch_size", "grpo.micro_batch_tokens", "train.steps", "train.epochs", "run",
+              "threads", "engine", "engine_options", "fsdp")
 # ...except these, which change what the held-out numbers measure: curves before and after would not compare.
 FIXED = ("run.eval_size", "run.eval_temperature")
 

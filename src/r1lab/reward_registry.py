@@ -1,4 +1,5 @@
-"""Rewards and verifiers, registered by name.
+"""Rewards and verifiers, registered by name (the registry sits below data: a user's task may register a
+row's verifier function while its rows are built; the built-in rewards register in `r1lab.rewards`).
 
 A reward is a plain function `(completion: str, **row) -> float`; `completion` is the whole reply
 (prefill included), `row` the task row (question, answer, verifier, metadata). A verifier scores an
