@@ -160,7 +160,7 @@ def _task_words(cfg: ZeroConfig) -> str:
     task = cfg.task
     what = task.name if task.source == "reasoning_gym" else f"{task.source} {task.path}".strip()
     options = ", ".join(f"{k}={v}" for k, v in task.kwargs.items())
-    ending = " (replies end at `</answer>`: nothing after it is sampled)" if cfg.prompt.stop_at_answer else ""
+    ending = "".join(f" (replies end at `{stop}`: nothing after it is sampled)" for stop in cfg.prompt.stops)
     return f"{what}{f' ({options})' if options else ''}, ≤ {cfg.grpo.max_new_tokens} new tokens{ending}"
 
 

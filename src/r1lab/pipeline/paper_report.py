@@ -121,21 +121,24 @@ def _step0(r: PaperRecords) -> list[str]:
             *TABLE_HEAD, *(table_row(rec) for rec in levels), "", verdict, ""]
 
 
-def _trend(records: list[dict], key: str) -> tuple[float, float] | None:
+def _head_tail(records: list[dict], key: str) -> tuple[list[float], list[float]] | None:
+    """The first and the last TREND_STEPS per-step values of `key` (None where no step logged it)."""
     values = [m[key] for m in records if key in m]
-    if not values:
-        return None
-    head, tail = values[:TREND_STEPS], values[-TREND_STEPS:]
-    return sum(head) / len(head), sum(tail) / len(tail)
+    return (values[:TREND_STEPS], values[-TREND_STEPS:]) if values else None
+
+
+def _trend(records: list[dict], key: str) -> tuple[float, float] | None:
+    ends = _head_tail(records, key)
+    return None if ends is None else tuple(sum(part) / len(part) for part in ends)
 
 
 def _trend_intervals(records: list[dict], key: str) -> tuple[tuple[float, float, float], ...] | None:
     """(first, last, last − first): means of the first and last TREND_STEPS per-step values with 95% t intervals;
     the spread of a run's step means, not of single samples, is what a trend has to beat."""
-    values = [m[key] for m in records if key in m]
-    if not values:
+    ends = _head_tail(records, key)
+    if ends is None:
         return None
-    head, tail = values[:TREND_STEPS], values[-TREND_STEPS:]
+    head, tail = ends
     return mean_interval(head), mean_interval(tail), mean_difference_interval(tail, head)
 
 

@@ -150,14 +150,11 @@ def grouped_micro_batches(pack_fn, prompt_of: Sequence[int], prompts: dict[int, 
     groups: dict[int, list[int]] = {}
     for i, key in enumerate(prompt_of):
         groups.setdefault(key, []).append(i)
-    if tokens:
-        def cost(keys: list[int]) -> int:
-            return sum(len(prompts[k]) + sum(len(completions[i]) for i in groups[k]) for k in keys)
-    else:
-        def cost(keys: list[int]) -> int:
-            return sum(len(groups[k]) for k in keys)
+    weight = {k: len(prompts[k]) + sum(len(completions[i]) for i in rows) if tokens else len(rows)
+              for k, rows in groups.items()}
     # similar prompt lengths pad less
-    chunks = chunked(sorted(groups, key=lambda k: len(prompts[k])), cost, tokens or size)
+    chunks = chunked(sorted(groups, key=lambda k: len(prompts[k])), lambda keys: sum(weight[k] for k in keys),
+                     tokens or size)
     out = []
     for keys in chunks:
         rows = [i for k in keys for i in groups[k]]

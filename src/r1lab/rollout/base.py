@@ -26,7 +26,8 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
 
     def ending_at(self, stops: Sequence[str]) -> SamplingParams:
-        """These params with `stops` added as kept stop strings (a closing tag the reward must see)."""
+        """These params with `stops` added, every stop string then kept in the text (a closing tag the reward
+        must see); unchanged when `stops` is empty."""
         return replace(self, stop=[*self.stop, *stops], include_stop=True) if stops else self
 
 
