@@ -9,7 +9,7 @@ from r1lab.rollout.engine import MIN_SHARED_PREFIX, NativeEngine, common_prefix_
 from r1lab.rollout.finish import finish_completion
 from r1lab.rollout.forward import DecoderForward
 from r1lab.rollout.hf import HFEngine
-from r1lab.rollout.linear import DenseLinear, PackedLinear, SplitLinear
+from r1lab.rollout.linear import DenseLinear, Int8Linear, PackedLinear, SplitLinear
 from r1lab.rollout.families import UnsupportedModelError
 from r1lab.rollout.sampling import filter_top_k, filter_top_p, sample_rows
 from r1lab.rollout.scheduler import Row
@@ -229,6 +229,18 @@ def test_split_linear_fused_equals_separate_matmuls():
         torch.testing.assert_close(a, b)
 
 
+def test_int8_fused_projections_equal_separate_int8_matmuls():
+    """Per-row weight scales and one activation quantization per call: fusing q/k/v (or gate/up) in int8
+    changes nothing but the number of calls."""
+    torch.manual_seed(0)
+    pairs = [(torch.randn(48, 32), torch.randn(48)), (torch.randn(16, 32), None), (torch.randn(16, 32), torch.randn(16))]
+    x = torch.randn(3, 32)
+    fused = SplitLinear.fused(Int8Linear(*SplitLinear.concatenate(pairs)), [48, 16, 16])(x)
+    separate = SplitLinear([Int8Linear(w, b) for w, b in pairs])(x)
+    for a, b in zip(fused, separate):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def test_auto_dtype_follows_the_measured_bf16_speed(model, tokenizer, monkeypatch):
     import r1lab.precision as precision
 
@@ -264,6 +276,7 @@ def test_int8_stays_close_to_fp32_and_needs_refresh(model, tokenizer):
     params = SamplingParams(max_new_tokens=12, temperature=1.0)
     exact = NativeEngine(model, tokenizer).generate(prompts, params, seeds=[0, 1, 2, 3])
     int8 = NativeEngine(model, tokenizer, quantize="int8")
+    assert int8.forward.weights().layers[0].qkv.sizes is not None  # q/k/v in one int8 matmul
     approx = int8.generate(prompts, params, seeds=[0, 1, 2, 3])
     first = [(a.token_ids[0], b.token_ids[0]) for a, b in zip(exact, approx)]
     assert all(a == b for a, b in first)  # same seed, nearly the same distribution: same first token

@@ -109,7 +109,9 @@ class WeightReader:
         if len(names) == 1:  # fused in the checkpoint already (Phi-3)
             return SplitLinear.fused(self.linear(getattr(owner, names[0])), sizes)
         pairs = [linear_weights(getattr(owner, n)) for n in names]
-        if self.copies and self.quantize is None:  # a copy anyway: one fused matmul
+        # A copy anyway: one fused matmul. For int8 too: the scales are per output row and fbgemm quantizes
+        # the shared input once per call, so the fused product is the separate ones' (tested).
+        if self.copies:
             return SplitLinear.fused(self.make(*SplitLinear.concatenate(pairs)), sizes)
         return SplitLinear([self.make(w, b) for w, b in pairs])
 
