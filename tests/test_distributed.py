@@ -284,6 +284,9 @@ def max_weight_diff(got: Path, want: Path) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+SAME_INPUT_STAGES = ("0_base", "1_cold_start")
+
+
 def stage_evals(root: Path) -> dict[str, dict | None]:
     return {s["stage"]: s.get("eval") for s in json.loads((root / "summary.json").read_text())["stages"]}
 
@@ -303,12 +306,13 @@ def r1_one_rank(tiny_model_dir, tmp_path_factory):
 def test_r1_pipeline_on_two_ranks_runs_every_stage_and_only_rank0_writes(r1_one_rank, tiny_model_dir, tmp_path):
     """`r1lab pipeline recipes/r1_tiny.yaml` on 2 ranks: every stage finishes, the run directory holds exactly
     the 1-rank run's files with the same number of log lines (no rank-1 duplicates), the cold start (same
-    inputs on 1 and 2 ranks) gives the same weights and every stage the same held-out accuracy.
+    inputs on 1 and 2 ranks) gives the same weights, and it and the base the same held-out accuracy.
 
     Later stages' weights are not compared here: each stage starts from the previous one's model, and the
     ~4e-6 that summation order leaves after the cold start grows through Adam (whose normalised update turns
     a tiny change of a near-zero gradient into one of up to lr) and through temperature sampling in the
-    rejection stage (one flipped token changes the SFT set): stages 2, 4 and 5 end up 3e-5 to 4e-4 apart.
+    rejection stage (one flipped token changes the SFT set): stages 2, 4 and 5 end up 3e-5 to 4e-4 apart, and
+    their held-out accuracy on 4 prompts may differ by one answer (CI once saw 4_sft at 1.0 vs 0.75).
     With identical inputs each training stage is rank-count invariant: see the next test."""
     out = tmp_path / "r1"
     staged_on_two_ranks(["pipeline", str(RECIPES / "r1_tiny.yaml")], r1_settings(tiny_model_dir, out),
@@ -334,8 +338,12 @@ def test_r1_pipeline_on_two_ranks_runs_every_stage_and_only_rank0_writes(r1_one_
     assert max_weight_diff(out / "1_cold_start" / "run", r1_one_rank / "1_cold_start" / "run") <= 1e-5
     # greedy answers of a model that learnt the task (0 before the cold start, 1 after) outlast that drift
     accuracy = {name: ev and ev["accuracy"] for name, ev in stage_evals(out).items()}
-    assert accuracy == {name: ev and ev["accuracy"] for name, ev in stage_evals(r1_one_rank).items()}
+    reference = {name: ev and ev["accuracy"] for name, ev in stage_evals(r1_one_rank).items()}
+    assert [accuracy[s] for s in SAME_INPUT_STAGES] == [reference[s] for s in SAME_INPUT_STAGES]
     assert accuracy["1_cold_start"] == 1.0  # not a vacuous comparison: the cold start learns the task
+    # later stages train on drifted inputs (see above): each still evaluates where the 1-rank run does
+    assert [name for name, a in accuracy.items() if a is None] == [name for name, a in reference.items() if a is None]
+    assert all(0.0 <= a <= 1.0 for a in accuracy.values() if a is not None)
 
 
 def test_r1_pipeline_rl_stages_on_two_ranks_match_one_rank(r1_one_rank, tiny_model_dir, tmp_path):
