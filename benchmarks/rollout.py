@@ -13,7 +13,7 @@ prepacked for oneDNN where torch has it, same numbers as the model). Every speed
 transformers `generate` in fp32, the model's own dtype. The bf16 column is NativeEngine(dtype=
 bfloat16), timed where this CPU runs bf16 GEMMs faster (AVX-512 BF16 / AMX; --bf16 yes|no forces
 it), its K/V cache in bf16 where the decode-attention kernel builds (--bf16-fp32-kv adds the same engine with
-fp32 K/V beside it); --hf-bf16 adds transformers `generate` on a bf16 copy as a second baseline. The int8 column
+fp32 K/V beside it; --unfused adds the bf16 and int8 engines without the fused decode ops); --hf-bf16 adds transformers `generate` on a bf16 copy as a second baseline. The int8 column
 is NativeEngine(quantize="int8"): faster on AVX2, not exact. It also checks that greedy fp32
 output matches transformers token for token.
 
@@ -159,7 +159,7 @@ def greedy_check(model, tokenizer, native: NativeEngine, n_prompts: int = 8, new
     return f"greedy fp32, {n_prompts} prompts x <= {new_tokens} tokens ({tokens} tokens): {same}/{n_prompts} identical to transformers generate"
 
 
-ROOFLINED = {"native": "fp32", "bf16": "bf16", "bf16_fp32_kv": "bf16"}  # engine -> the dtype of its roofline
+ROOFLINED = {"native": "fp32", "bf16": "bf16", "bf16_fp32_kv": "bf16", "bf16_unfused": "bf16"}  # engine -> the dtype of its roofline
 
 
 def main() -> None:
@@ -175,6 +175,8 @@ def main() -> None:
     parser.add_argument("--bf16-fp32-kv", action="store_true",
                         help="also time the bf16 engine with an fp32 KV cache (kv_dtype=float32; default: bf16 K/V)")
     parser.add_argument("--no-int8", action="store_true", help="skip NativeEngine(quantize='int8')")
+    parser.add_argument("--unfused", action="store_true",
+                        help="also time the bf16 and int8 engines without the fused decode ops (fused=False)")
     parser.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp baseline at batch 1")
     parser.add_argument("--group", type=int, default=1,
                         help="copies of each prompt (GRPO samples a group per prompt; 1 = all distinct)")
@@ -191,6 +193,10 @@ def main() -> None:
     fp32_kv = make_engine("native", model, tokenizer, dtype=torch.bfloat16, kv_dtype=torch.float32) \
         if with_bf16 and args.bf16_fp32_kv else None
     native_int8 = None if args.no_int8 else NativeEngine(model, tokenizer, quantize="int8")
+    bf16_unfused = make_engine("native", model, tokenizer, dtype=torch.bfloat16, fused=False) \
+        if with_bf16 and args.unfused else None
+    int8_unfused = NativeEngine(model, tokenizer, quantize="int8", fused=False) \
+        if native_int8 and args.unfused else None
     hf = HFEngine(model, tokenizer)
     hf_models = [model] + ([copy.deepcopy(model).to(torch.bfloat16)] if args.hf_bf16 else [])
     hf_bf16 = HFEngine(hf_models[1], tokenizer) if args.hf_bf16 else None
@@ -206,10 +212,12 @@ def main() -> None:
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=1.0, logprobs=args.logprobs)
     # Every speed-up is against transformers generate in fp32 (the model's dtype: what users run).
     columns = [("hf_bf16", "HF gen bf16 tok/s"), ("native", "native tok/s"), ("bf16", "native bf16 tok/s"),
-               ("bf16_fp32_kv", "bf16, fp32 K/V tok/s"), ("int8", "native int8 tok/s")] + ([("llama_cpp", f"llama.cpp {llama.weights} tok/s")] if llama else [])
+               ("bf16_fp32_kv", "bf16, fp32 K/V tok/s"), ("bf16_unfused", "bf16 unfused tok/s"),
+               ("int8", "native int8 tok/s"), ("int8_unfused", "int8 unfused tok/s")] + ([("llama_cpp", f"llama.cpp {llama.weights} tok/s")] if llama else [])
     header = f"{'batch':>5} | {'prompt tok':>10} | {'HF generate tok/s':>17}"
     for name, title in columns:
-        optional = {"hf_bf16": hf_bf16, "bf16": native_bf16, "bf16_fp32_kv": fp32_kv, "int8": native_int8}
+        optional = {"hf_bf16": hf_bf16, "bf16": native_bf16, "bf16_fp32_kv": fp32_kv, "int8": native_int8,
+                    "bf16_unfused": bf16_unfused, "int8_unfused": int8_unfused}
         if name in optional and optional[name] is None:
             continue
         header += f" | {title:>{max(17, len(title))}} | {'speedup':>7}" + (f" | {'% roofline':>10}" if name in ROOFLINED else "")
@@ -219,7 +227,7 @@ def main() -> None:
         prompts = [p for p in distinct for _ in range(args.group)][:batch]
         seeds = list(range(batch))
         engines = {"hf": hf, "hf_bf16": hf_bf16, "native": native, "bf16": native_bf16, "bf16_fp32_kv": fp32_kv,
-                   "int8": native_int8,
+                   "bf16_unfused": bf16_unfused, "int8": native_int8, "int8_unfused": int8_unfused,
                    "llama_cpp": llama if batch == 1 else None}
         engines = {name: e for name, e in engines.items() if e is not None}
         best = {name: float("inf") for name in engines}
@@ -261,7 +269,7 @@ def main() -> None:
         print(line)
     batch1 = next((rate for batch, _, rate in rows if batch == 1 and "llama_cpp" in rate), None)
     if batch1:
-        ours = {name: r for name, r in batch1.items() if name in ("native", "bf16", "bf16_fp32_kv", "int8")}
+        ours = {name: r for name, r in batch1.items() if name in ("native", "bf16", "bf16_fp32_kv", "int8")}  # as shipped
         name = max(ours, key=ours.get)
         print(f"\nbatch 1: r1lab's fastest ({name}) {ours[name]:.1f} tok/s vs llama.cpp ({llama.weights} GGUF) "
               f"{batch1['llama_cpp']:.1f} tok/s: {ours[name] / batch1['llama_cpp']:.2f}x")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from r1lab.models import tiny_model
+from r1lab.rollout import decode_kernel
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engine import MIN_SHARED_PREFIX, NativeEngine, common_prefix_len
 from r1lab.rollout.families import FAMILIES, UnsupportedModelError, family_plan
@@ -63,6 +64,24 @@ def test_greedy_matches_transformers_token_for_token(case, prepack, tokenizer):
     prompts = encode(tokenizer, TEXTS)
     ours = NativeEngine(model, tokenizer, prepack=prepack).generate(prompts, GREEDY)
     assert_same(ours, HFEngine(model, tokenizer).generate(prompts, GREEDY))
+
+
+needs_fused = pytest.mark.skipif(decode_kernel.fused_ops() is None or decode_kernel.decode_attention() is None,
+                                 reason="the decode kernels did not build here")
+
+
+@needs_fused
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fused_decode_ops_match_transformers_in_fp32(case, tokenizer):
+    """The fused elementwise path (rollout/csrc/decode_fused.cpp: every norm placement and kind, q/k norms per
+    head and over the projection, partial rotary, NoPE layers, GELU) computes what each family's modules do:
+    in fp32 only summation order differs, so greedy tokens agree and log-probs stay within 1e-4."""
+    family, overrides = CASES[case]
+    model = varied(family, tokenizer, **overrides)
+    prompts = encode(tokenizer, TEXTS)
+    engine = NativeEngine(model, tokenizer, prepack=True, fused=True)
+    assert engine.forward.fused is not None
+    assert_same(engine.generate(prompts, GREEDY), HFEngine(model, tokenizer).generate(prompts, GREEDY))
 
 
 @pytest.mark.parametrize("case", ["gemma3", "qwen3-sliding-untied", "mistral-sliding", "phi3-sliding-untied"])

@@ -1,10 +1,13 @@
-"""The native engine's C++ decode-attention kernel (csrc/decode_attention.cpp), built on first use.
+"""The native engine's C++ decode kernels, built on first use: attention over the slot cache
+(csrc/decode_attention.cpp), the fused elementwise ops around the matmuls (csrc/decode_fused.cpp) and
+the one-row int8 matmul of batch-1 decoding (csrc/int8_gemv.cpp).
 
-torch.utils.cpp_extension compiles it once per machine kind (~30 s with 2 cores) into torch's
+torch.utils.cpp_extension compiles each once per machine kind (~30 s with 2 cores) into torch's
 extension cache; the build is keyed by this CPU's vector units, because it is compiled with
 -march=native and a build for AVX-512 would crash on an AVX2-only CPU sharing the same home.
-Where it cannot build (no C++ compiler, no ninja) the engine keeps torch.bmm attention, which
-computes the same thing more slowly, and says so once. R1LAB_DECODE_KERNEL=0 turns it off.
+Where they cannot build (no C++ compiler, no ninja) the engine keeps torch.bmm attention and plain
+torch ops (fbgemm for int8), which compute the same things more slowly, and says so once.
+R1LAB_DECODE_KERNEL=0 turns all three off.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("csrc") / "decode_attention.cpp"
+CSRC = Path(__file__).with_name("csrc")
 FLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
@@ -28,25 +31,47 @@ def _cpu_key() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:10]
 
 
-@functools.cache
-def decode_attention():
-    """The kernel's function, or None where it is turned off or does not build."""
-    if os.environ.get("R1LAB_DECODE_KERNEL", "1") == "0":
-        return None
+def _build(stem: str, what: str):
+    """The compiled module csrc/<stem>.cpp, or None where it does not build (the caller falls back)."""
     try:
         import torch
         from torch.utils.cpp_extension import get_default_build_root, load
 
-        name = f"r1lab_decode_attention_{_cpu_key()}"
+        name = f"r1lab_{stem}_{_cpu_key()}"
         python = f"py{sys.version_info.major}{sys.version_info.minor}"
         build = Path(get_default_build_root(), f"{python}_torch{torch.__version__}", name)
         if not any(build.glob("*.so")):
-            print("r1lab: compiling the decode-attention kernel (once on this machine, ~30 s)", file=sys.stderr)
+            print(f"r1lab: compiling the {what} (once on this machine, ~30 s)", file=sys.stderr)
             build.mkdir(parents=True, exist_ok=True)
-        module = load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
-                      build_directory=str(build), verbose=False)
-    except Exception as error:  # no compiler, no ninja, a failed build: all mean "use torch.bmm"
-        print(f"r1lab: the decode-attention kernel did not build ({type(error).__name__}: {error}); "
-              "decode attention runs on torch.bmm (slower). R1LAB_DECODE_KERNEL=0 hides this.", file=sys.stderr)
+        return load(name=name, sources=[str(CSRC / f"{stem}.cpp")], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
+                    build_directory=str(build), verbose=False)
+    except Exception as error:  # no compiler, no ninja, a failed build: all mean "use plain torch ops"
+        print(f"r1lab: the {what} did not build ({type(error).__name__}: {error}); decode runs on plain torch ops "
+              "(slower). R1LAB_DECODE_KERNEL=0 hides this.", file=sys.stderr)
         return None
-    return module.decode_attention
+
+
+def _enabled() -> bool:
+    return os.environ.get("R1LAB_DECODE_KERNEL", "1") != "0"
+
+
+@functools.cache
+def decode_attention():
+    """The attention kernel's function, or None where it is turned off or does not build."""
+    module = _build("decode_attention", "decode-attention kernel") if _enabled() else None
+    return None if module is None else module.decode_attention
+
+
+@functools.cache
+def fused_ops():
+    """The fused elementwise decode ops (csrc/decode_fused.cpp: add_rms_norm, rope_into_cache, silu_mul), or None
+    where they are turned off or do not build."""
+    return _build("decode_fused", "fused decode ops") if _enabled() else None
+
+
+@functools.cache
+def int8_gemv():
+    """The one-row AVX-512 VNNI int8 matmul (csrc/int8_gemv.cpp: pack, gemv), or None where it is turned off,
+    does not build, or this CPU has no AVX-512 VNNI."""
+    module = _build("int8_gemv", "one-row int8 matmul") if _enabled() else None
+    return module if module is not None and module.available() else None

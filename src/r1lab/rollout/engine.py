@@ -58,14 +58,18 @@ class NativeEngine:
         faster, needs `refresh_weights()`).
     kv_dtype: the KV cache's dtype. None = the compute dtype (bf16 K/V for bf16 compute on a CPU where the
         decode-attention kernel builds, fp32 where it does not); "float32" keeps K/V exact.
+    fused: decode's elementwise ops as fused C++ calls (rollout/csrc/decode_fused.cpp). None = where the
+        numbers are not the model's own anyway (a cast dtype, int8); True = also in the model's dtype; False = off.
     """
 
     def __init__(self, model, tokenizer, dtype: torch.dtype | str | None = None, max_batch_size: int = 64,
-                 quantize: str | None = None, prepack: bool | None = None, kv_dtype: torch.dtype | str | None = None):
+                 quantize: str | None = None, prepack: bool | None = None, kv_dtype: torch.dtype | str | None = None,
+                 fused: bool | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.model, self.tokenizer, self.max_batch_size = model, tokenizer, max_batch_size
-        self.forward = DecoderForward(model, dtype=dtype, quantize=quantize, prepack=prepack, kv_dtype=kv_dtype)
+        self.forward = DecoderForward(model, dtype=dtype, quantize=quantize, prepack=prepack, kv_dtype=kv_dtype,
+                                      fused=fused)
         self.eos_ids = eos_ids_of(tokenizer, model)
 
     @property

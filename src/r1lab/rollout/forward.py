@@ -54,6 +54,13 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((rot * cos + rotate_half(rot) * sin, rest), dim=-1)
 
 
+def gated(activation: str, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """The gated MLP's act(gate) * up."""
+    if activation == "silu":
+        return F.silu(gate) * up
+    return F.gelu(gate, approximate="tanh" if activation == "gelu_pytorch_tanh" else "none") * up
+
+
 def visible(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None) -> torch.Tensor:
     """Which keys each query sees: causal, and within `window` (HF: q - window < k <= q)."""
     allowed = k_pos <= q_pos
@@ -75,11 +82,15 @@ class DecoderForward:
     None (default): where it builds; False: torch.bmm; True: the kernel or an error.
     kv_dtype: the KV cache's dtype (a dtype or its name); None (default): the compute dtype, except fp32 for
     reduced precision on a CPU without the kernel.
+    fused: decode's elementwise ops (norms with their residual adds, RoPE with the cache write, SiLU * up) as
+    one C++ call each (csrc/decode_fused.cpp; with the attention kernel only). None (default): where the engine
+    does not promise the model's own numbers (another compute dtype than the model's, or int8) and they build;
+    False: torch ops; True: also in the model's dtype (same math, other rounding and summation order).
     """
 
     def __init__(self, model, dtype: torch.dtype | str | None = None, quantize: str | None = None,
                  prepack: bool | None = None, attention_kernel: bool | None = None,
-                 kv_dtype: torch.dtype | str | None = None):
+                 kv_dtype: torch.dtype | str | None = None, fused: bool | None = None):
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         self.model = model  # what the caller holds (maybe a peft wrapper): parameters are read through it
@@ -120,6 +131,12 @@ class DecoderForward:
         self.cache_dtype = automatic if kv_dtype is None else resolve_dtype(kv_dtype, self.dtype, self.device)
         if self.attention_kernel is not None and self.cache_dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"kv_dtype={self.cache_dtype}: the decode-attention kernel reads fp32 or bf16 K/V")
+        self.fused = None
+        if fused is not False and self.attention_kernel is not None:
+            if fused or self.dtype != self.model_dtype or quantize is not None:
+                self.fused = decode_kernel.fused_ops()
+        if fused and self.fused is None:
+            raise RuntimeError("fused=True: the fused decode ops need the decode-attention kernel and a build")
         self.reader = WeightReader(self.hf, self.plan, self.dtype, self.copies_weights, quantize, self.prepack)
         self._weights_copy: ModelWeights | None = None
         if self.copies_weights:
@@ -165,10 +182,8 @@ class DecoderForward:
 
     def _mlp(self, lw: LayerWeights, x: torch.Tensor) -> torch.Tensor:
         """The residual branch after attention: [pre-norm] -> gated MLP -> [post-norm]."""
-        gate, up = lw.gate_up(self._norm(x, lw.pre_mlp_norm))
-        act = self.plan.activation
-        gate = F.silu(gate) if act == "silu" else F.gelu(gate, approximate="tanh" if act == "gelu_pytorch_tanh" else "none")
-        return self._norm(lw.down(gate * up), lw.post_mlp_norm)
+        return self._norm(lw.down(gated(self.plan.activation, *lw.gate_up(self._norm(x, lw.pre_mlp_norm)))),
+                          lw.post_mlp_norm)
 
     def _qkv(self, lw: LayerWeights, x: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x: (..., C) -> q (..., H, D), k and v (..., Hkv, D), q/k normed and rotated as the family does."""
@@ -186,7 +201,10 @@ class DecoderForward:
 
     def logits(self, w: ModelWeights, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C) final hidden states -> (B, V) logits."""
-        h = rms_norm(x, w.final_norm, self.eps, self.plan.family.norm)
+        return self.head(w, rms_norm(x, w.final_norm, self.eps, self.plan.family.norm))
+
+    def head(self, w: ModelWeights, h: torch.Tensor) -> torch.Tensor:
+        """h: (B, C) normed final hidden states -> (B, V) logits."""
         if h.shape[0] == 1 or not isinstance(w.lm_head, DenseLinear):
             out = w.lm_head(h)
         else:
@@ -251,6 +269,8 @@ class DecoderForward:
         Row b's new K/V is written in place at positions[b]; it attends to positions 0..positions[b]
         (the last `window` of them in a sliding-window layer).
         """
+        if self.fused is not None:
+            return self._decode_fused(w, tokens, positions, cache, ropes)
         B = tokens.shape[0]
         H, D, cache_dtype = self.num_heads, self.head_dim, cache.k[0].dtype
         rows = torch.arange(B, device=tokens.device)
@@ -270,6 +290,55 @@ class DecoderForward:
             x = x + self._norm(lw.o(attn.reshape(B, H * D).to(x.dtype)), lw.post_attn_norm)  # (B, C)
             x = x + self._mlp(lw, x)
         return self.logits(w, x)
+
+    def _decode_fused(self, w: ModelWeights, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache,
+                      ropes: dict) -> torch.Tensor:
+        """decode() with the fused ops: each residual add happens inside the next norm's call, and q/k/v go from
+        the projection to the attention kernel (RoPE, cache write, fp32 q) in one call."""
+        B, H, D = tokens.shape[0], self.num_heads, self.head_dim
+        x = self.embed(w, tokens).contiguous()  # (B, C), updated in place by every residual add
+        branch = None  # the last residual branch, not yet added to x
+        for i, (lw, layer) in enumerate(zip(w.layers, self.plan.layers)):
+            q, k, v = lw.qkv(self._add_norm(x, branch, lw.pre_attn_norm))  # (B, H*D), (B, Hkv*D) x2
+            q, k = self._qk_norm_rows(lw, q, k)
+            if layer.rope is not None:
+                cos, sin = ropes[layer.rope]
+                q = self.fused.rope_into_cache(q, k, v, cos, sin, positions, cache.k[i], cache.v[i])
+            else:  # NoPE layer
+                rows = torch.arange(B, device=tokens.device)
+                cache.k[i][rows, :, positions] = k.unflatten(-1, (-1, D)).to(cache.k[i].dtype)
+                cache.v[i][rows, :, positions] = v.unflatten(-1, (-1, D)).to(cache.v[i].dtype)
+                q = q.unflatten(-1, (H, D)).float()
+            attn = self.attention_kernel(q, cache.k[i], cache.v[i], positions, layer.window or 0, self.plan.attn_scale)
+            branch = self._norm_rows(lw.o(attn.view(B, H * D).to(x.dtype)), lw.post_attn_norm)
+            h = self._add_norm(x, branch, lw.pre_mlp_norm)
+            branch = self._norm_rows(lw.down(self._activated(lw, h)), lw.post_mlp_norm)
+        return self.head(w, self._add_norm(x, branch, w.final_norm))
+
+    def _add_norm(self, x: torch.Tensor, branch: torch.Tensor | None, weight: torch.Tensor | None) -> torch.Tensor:
+        """x += branch (in place), then x's rows normed by `weight` (x itself without a norm)."""
+        if weight is None:
+            return x if branch is None else x.add_(branch)
+        return self.fused.add_rms_norm(x, branch, weight, self.eps, self.plan.family.norm != "fp32")
+
+    def _norm_rows(self, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        return self._add_norm(x.contiguous(), None, weight) if weight is not None else x
+
+    def _qk_norm_rows(self, lw: LayerWeights, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q (B, H*D), k (B, Hkv*D) after the family's q/k norm (per head or over the projection)."""
+        if lw.q_norm is None:
+            return q, k
+        if self.plan.family.qk_norm == "full":
+            return self._norm_rows(q, lw.q_norm), self._norm_rows(k, lw.k_norm)
+        D = self.head_dim
+        return (self._norm_rows(q.reshape(-1, D), lw.q_norm).view(q.shape[0], -1),
+                self._norm_rows(k.reshape(-1, D), lw.k_norm).view(k.shape[0], -1))
+
+    def _activated(self, lw: LayerWeights, h: torch.Tensor) -> torch.Tensor:
+        """act(gate) * up from the gate/up projection of h."""
+        if self.plan.activation == "silu" and lw.gate_up.sizes is not None:
+            return self.fused.silu_mul(lw.gate_up.parts[0](h))
+        return gated(self.plan.activation, *lw.gate_up(h))
 
     def _decode_biases(self, positions: torch.Tensor, dtype: torch.dtype) -> dict:
         """{window: (B*Hkv, G, T) additive mask}, one (G, T) block per (row, KV head), built once for all

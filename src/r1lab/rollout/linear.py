@@ -8,7 +8,10 @@ So whenever the engine keeps a copy of the weights anyway, it keeps them prepack
 
 Int8 (fbgemm dynamic quantization: int8 weights per output channel, activations quantized per
 call) runs 2-4x faster than fp32 on AVX2 CPUs without bf16 units, but it samples from a slightly
-different model (a few % relative error per matmul): an explicit opt-in for rollouts only.
+different model (a few % relative error per matmul): an explicit opt-in for rollouts only. A single row
+(batch-1 decoding) runs on r1lab's AVX-512 VNNI kernel where it builds (csrc/int8_gemv.cpp: the same int8
+weights, x quantized to 8 bits per row; fbgemm's per-call cost is most of a small matmul there), which keeps
+a second int8 copy of the weights in its layout.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+
+from r1lab.rollout import decode_kernel
 
 
 class DenseLinear:
@@ -67,7 +72,7 @@ class PackedLinear:
 class Int8Linear:
     """A quantized copy of (weight, bias); it does not follow later changes to the model."""
 
-    __slots__ = ("packed",)
+    __slots__ = ("packed", "gemv", "one_row")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         if "fbgemm" not in torch.backends.quantized.supported_engines:
@@ -81,8 +86,15 @@ class Int8Linear:
             warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
             q = torch.quantize_per_channel(w, scale, zero, 0, torch.qint8)
         self.packed = torch.ops.quantized.linear_prepack(q, None if bias is None else bias.detach().float())
+        self.gemv = decode_kernel.int8_gemv()
+        if self.gemv is not None:  # the same int8 weights again, in the one-row kernel's layout
+            q_rows = q.int_repr()
+            self.one_row = (self.gemv.pack(q_rows), scale.float(), q_rows.sum(dim=1, dtype=torch.int32),
+                            None if bias is None else bias.detach().float().contiguous())
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gemv is not None and x.dim() == 2 and x.shape[0] == 1:
+            return self.gemv.gemv(x, *self.one_row)
         # reduce_range: 7-bit activations, so AVX2's int16 pair sums cannot saturate.
         return torch.ops.quantized.linear_dynamic(x, self.packed, True)
 
