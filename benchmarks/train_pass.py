@@ -4,6 +4,7 @@
     python benchmarks/train_pass.py --config b --reps 2   # 8 x 8, <= 256 tokens
     python benchmarks/train_pass.py --profile packed      # + an operator breakdown of one pass
     python benchmarks/train_pass.py --bf16                # the pass under bf16 autocast (fp32 master weights)
+    python benchmarks/train_pass.py --config b --layouts packed --micro-batch-tokens 0,2048,4096   # micro-batch sizing
 
 One rollout (the GRPO trainer's own, fp32 native engine, the zero_smollm2 recipe's prompts and rewards)
 gives one step's samples; then the training pass (`Learner.train`: forward, log-probs, loss, backward,
@@ -111,9 +112,16 @@ def main() -> None:
     parser.add_argument("--profile", choices=LAYOUTS, help="also profile one pass in this layout")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast (the rollout stays fp32)")
+    parser.add_argument("--micro-batch-tokens", default="0",
+                        help="comma-separated grpo.micro_batch_tokens values to time the packed layout with "
+                             "(0: micro-batches of grpo.micro_batch_size sequences)")
     parser.add_argument("--out", default="/tmp/r1lab-bench-train-pass")
     args = parser.parse_args()
     layouts = args.layouts.split(",")
+    # (row label, layout, micro_batch_tokens): the packed layout once per micro-batch sizing asked for
+    variants = [(layout if t == 0 else f"{layout} {t} tok", layout, t)
+                for layout in layouts for t in ([int(v) for v in args.micro_batch_tokens.split(",")]
+                                                if layout == "packed" else [0])]
 
     trainer, data = one_rollout(args)
     lengths = [len(c) for c in data.completion_ids]
@@ -128,26 +136,29 @@ def main() -> None:
           f"(mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}), {g.prompts_per_step} prompts of "
           f"{prompt_tokens} tokens in all; {dtype_name}{' autocast' if args.bf16 else ''}, micro-batch {g.micro_batch_size}, best of {args.reps}")
 
-    best = {layout: float("inf") for layout in layouts}
-    positions = {}
+    best = {label: float("inf") for label, _, _ in variants}
+    positions, passes = {}, {}
+    # One untimed pass first (allocator and oneDNN warm-up): without it the variant timed first carried that cost.
+    trainer.learner.train(step_batch(trainer, data, variants[0][1]))
     for _ in range(args.reps):
-        for layout in layouts:
+        for label, layout, tokens in variants:
+            g.micro_batch_tokens = tokens
             sb = step_batch(trainer, data, layout)
-            positions[layout] = sum(body_positions(b) for b in sb.batches)
+            positions[label], passes[label] = sum(body_positions(b) for b in sb.batches), len(sb.batches)
             start = time.perf_counter()
             trainer.learner.train(sb)
-            best[layout] = min(best[layout], time.perf_counter() - start)
+            best[label] = min(best[label], time.perf_counter() - start)
     gemm_now = max(peak, gemm_peak(dtype))
     print(f"{dtype_name} GEMM peak (1024^3, best sample): {gemm_now:.0f} GFLOP/s; useful work {flops / 1e9:.0f} GFLOP "
           f"({useful} prompt-once + completion tokens)\n")
-    header = (f"{'layout':14s} {'body positions':>14s} {'s/pass':>8s} {'vs padded':>10s} {'vs shared':>10s} "
+    header = (f"{'layout':18s} {'micro-batches':>13s} {'body positions':>14s} {'s/pass':>8s} {'vs padded':>10s} {'vs shared':>10s} "
               f"{'useful GFLOP/s':>15s} {'% of peak':>10s}")
     print(header + "\n" + "-" * len(header))
-    for layout in layouts:
-        rate = flops / best[layout] / 1e9
-        vs = {ref: f"{best[ref] / best[layout]:.2f}x" if ref in best else "-" for ref in ("padded", "shared_prompt")}
-        print(f"{layout:14s} {positions[layout]:14d} {best[layout]:8.2f} {vs['padded']:>10s} {vs['shared_prompt']:>10s} "
-              f"{rate:15.1f} {100 * rate / gemm_now:9.1f}%")
+    for label, _, _ in variants:
+        rate = flops / best[label] / 1e9
+        vs = {ref: f"{best[ref] / best[label]:.2f}x" if ref in best else "-" for ref in ("padded", "shared_prompt")}
+        print(f"{label:18s} {passes[label]:13d} {positions[label]:14d} {best[label]:8.2f} {vs['padded']:>10s} "
+              f"{vs['shared_prompt']:>10s} {rate:15.1f} {100 * rate / gemm_now:9.1f}%")
     if args.profile:
         profile(trainer, data, args.profile)
 
