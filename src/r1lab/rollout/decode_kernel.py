@@ -32,7 +32,10 @@ def _cpu_key() -> str:
 
 
 def _build(stem: str, what: str):
-    """The compiled module csrc/<stem>.cpp, or None where it does not build (the caller falls back)."""
+    """The compiled module csrc/<stem>.cpp, or None where R1LAB_DECODE_KERNEL=0 or it does not build (the caller
+    falls back)."""
+    if os.environ.get("R1LAB_DECODE_KERNEL", "1") == "0":
+        return None
     try:
         import torch
         from torch.utils.cpp_extension import get_default_build_root, load
@@ -51,14 +54,10 @@ def _build(stem: str, what: str):
         return None
 
 
-def _enabled() -> bool:
-    return os.environ.get("R1LAB_DECODE_KERNEL", "1") != "0"
-
-
 @functools.cache
 def decode_attention():
     """The attention kernel's function, or None where it is turned off or does not build."""
-    module = _build("decode_attention", "decode-attention kernel") if _enabled() else None
+    module = _build("decode_attention", "decode-attention kernel")
     return None if module is None else module.decode_attention
 
 
@@ -66,12 +65,12 @@ def decode_attention():
 def fused_ops():
     """The fused elementwise decode ops (csrc/decode_fused.cpp: add_rms_norm, rope_into_cache, silu_mul), or None
     where they are turned off or do not build."""
-    return _build("decode_fused", "fused decode ops") if _enabled() else None
+    return _build("decode_fused", "fused decode ops")
 
 
 @functools.cache
 def int8_gemv():
     """The one-row AVX-512 VNNI int8 matmul (csrc/int8_gemv.cpp: pack, gemv), or None where it is turned off,
     does not build, or this CPU has no AVX-512 VNNI."""
-    module = _build("int8_gemv", "one-row int8 matmul") if _enabled() else None
+    module = _build("int8_gemv", "one-row int8 matmul")
     return module if module is not None and module.available() else None

@@ -280,8 +280,7 @@ class DecoderForward:
         x = self.embed(w, tokens)  # (B, C)
         for i, (lw, layer) in enumerate(zip(w.layers, self.plan.layers)):
             q, k, v = self._qkv(lw, x, ropes_b.get(layer.rope))  # (B, H, D), (B, Hkv, D), (B, Hkv, D)
-            cache.k[i][rows, :, positions] = k.to(cache_dtype)
-            cache.v[i][rows, :, positions] = v.to(cache_dtype)
+            cache.write_decode(i, rows, positions, k, v)
             if kernel is not None:
                 attn = kernel(q.float(), cache.k[i], cache.v[i], positions, layer.window or 0,
                               self.plan.attn_scale)  # (B, H, D) fp32
@@ -305,9 +304,8 @@ class DecoderForward:
                 cos, sin = ropes[layer.rope]
                 q = self.fused.rope_into_cache(q, k, v, cos, sin, positions, cache.k[i], cache.v[i])
             else:  # NoPE layer
-                rows = torch.arange(B, device=tokens.device)
-                cache.k[i][rows, :, positions] = k.unflatten(-1, (-1, D)).to(cache.k[i].dtype)
-                cache.v[i][rows, :, positions] = v.unflatten(-1, (-1, D)).to(cache.v[i].dtype)
+                cache.write_decode(i, torch.arange(B, device=tokens.device), positions, k.unflatten(-1, (-1, D)),
+                                   v.unflatten(-1, (-1, D)))
                 q = q.unflatten(-1, (H, D)).float()
             attn = self.attention_kernel(q, cache.k[i], cache.v[i], positions, layer.window or 0, self.plan.attn_scale)
             branch = self._norm_rows(lw.o(attn.view(B, H * D).to(x.dtype)), lw.post_attn_norm)
@@ -322,7 +320,7 @@ class DecoderForward:
         return self.fused.add_rms_norm(x, branch, weight, self.eps, self.plan.family.norm != "fp32")
 
     def _norm_rows(self, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        return self._add_norm(x.contiguous(), None, weight) if weight is not None else x
+        return self._add_norm(x.contiguous(), None, weight)
 
     def _qk_norm_rows(self, lw: LayerWeights, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q (B, H*D), k (B, Hkv*D) after the family's q/k norm (per head or over the projection)."""

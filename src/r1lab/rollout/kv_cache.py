@@ -31,6 +31,12 @@ class KVCache:
         self.k[layer][slots, :, start:end] = k[rows].to(self.k[layer].dtype)
         self.v[layer][slots, :, start:end] = v[rows].to(self.v[layer].dtype)
 
+    def write_decode(self, layer: int, rows: torch.Tensor, positions: torch.Tensor, k: torch.Tensor,
+                     v: torch.Tensor) -> None:
+        """Store one decode step's k, v (B, Hkv, D) of slots `rows` at their `positions`."""
+        self.k[layer][rows, :, positions] = k.to(self.k[layer].dtype)
+        self.v[layer][rows, :, positions] = v.to(self.v[layer].dtype)
+
     def grown(self, num_slots: int, max_len: int) -> KVCache:
         """A cache of num_slots x max_len (each at least this one's) holding this one's contents."""
         _, num_kv_heads, _, head_dim = self.k[0].shape
