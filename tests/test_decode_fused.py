@@ -54,6 +54,22 @@ def test_rope_into_cache_rotates_q_and_k_and_writes_k_v_at_each_rows_position(dt
     assert not cache_k[~written].any() and not cache_v[~written].any()  # nothing else touched, slot 3 included
 
 
+def test_rope_into_cache_writes_each_row_into_its_given_slot():
+    """A prefill's tokens are rows of one slot each (slots=): row b lands in slot slots[b] at positions[b]."""
+    torch.manual_seed(0)
+    B, H, Hkv, D, L = 4, 2, 1, 8, 6
+    q, k, v = torch.randn(B, H * D), torch.randn(B, Hkv * D), torch.randn(B, Hkv * D)
+    cos, sin = torch.ones(L, D), torch.zeros(L, D)  # no rotation: what lands where is the question
+    positions, slots = torch.tensor([0, 1, 2, 0]), torch.tensor([2, 2, 2, 0])
+    cache_k, cache_v = torch.zeros(3, Hkv, L, D), torch.zeros(3, Hkv, L, D)
+    ops.rope_into_cache(q, k, v, cos, sin, positions, cache_k, cache_v, slots)
+    assert torch.equal(cache_k[slots, :, positions], k.unflatten(-1, (Hkv, D)))
+    assert torch.equal(cache_v[slots, :, positions], v.unflatten(-1, (Hkv, D)))
+    assert not cache_k[1].any()  # slot 1 got no row
+    with pytest.raises(RuntimeError, match="slot outside the cache"):
+        ops.rope_into_cache(q, k, v, cos, sin, positions, cache_k, cache_v, torch.tensor([0, 1, 2, 3]))
+
+
 def test_rope_into_cache_refuses_a_position_outside_the_cache():
     q, k = torch.zeros(1, 8), torch.zeros(1, 8)
     cache = torch.zeros(1, 1, 4, 8)

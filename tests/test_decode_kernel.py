@@ -51,6 +51,52 @@ def test_bf16_keys_and_values_read_as_their_fp32_values():
     assert torch.allclose(ours, reference(q, k.float(), v.float(), positions, 0, 0.125), atol=2e-6, rtol=1e-5)
 
 
+bf16_dots = pytest.mark.skipif(kernel is None or decode_kernel.bf16_gemm() is None,
+                               reason="no AVX-512 BF16 here (bf16_dots falls back to fp32 math)")
+
+
+@bf16_dots
+@pytest.mark.parametrize("heads,kv_heads,head_dim,window", [
+    (9, 3, 64, 0),    # SmolLM2
+    (4, 1, 256, 5),   # Gemma 3 270M, sliding
+    (20, 2, 64, 0),   # 10 query heads a KV head: two register blocks
+    (8, 2, 128, 0),   # Qwen3-like
+])
+def test_bf16_dots_match_a_masked_softmax_to_bf16_rounding(heads, kv_heads, head_dim, window):
+    torch.manual_seed(0)
+    slots, max_len, B = 7, 60, 5  # rows of 1, 4, 60, 18 and 33 keys: full and partial 16-key tiles, odd counts
+    k = torch.randn(slots, kv_heads, max_len, head_dim).bfloat16()
+    v = torch.randn(slots, kv_heads, max_len, head_dim).bfloat16()
+    q, positions = torch.randn(B, heads, head_dim), torch.tensor([0, 3, 59, 17, 32])
+    want = reference(q, k.float(), v.float(), positions, window, 0.125)
+    ours = kernel(q, k, v, positions, window, 0.125, True)
+    assert (ours - want).abs().max() < 2e-2  # q and the weights rounded to bf16 (2^-8 relative)
+    assert (ours - want).abs().max() > 1e-5  # ... and they were: this is not the fp32 path
+
+
+@needs_kernel
+def test_bf16_dots_keep_fp32_math_where_they_do_not_apply():
+    torch.manual_seed(0)
+    q, positions = torch.randn(2, 4, 17), torch.tensor([5, 9])
+    for k in (torch.randn(2, 2, 10, 17), torch.randn(2, 2, 10, 17).bfloat16()):  # fp32 K/V; D not a multiple of 32
+        assert torch.equal(kernel(q, k, k, positions, 0, 0.5, True), kernel(q, k, k, positions, 0, 0.5))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype,dots", [(torch.float32, False), (torch.bfloat16, False), (torch.bfloat16, True)])
+def test_rows_read_the_slots_they_are_given(dtype, dots):
+    """A prefill's tokens as rows: several rows of one slot at increasing positions, any slot order."""
+    torch.manual_seed(0)
+    k, v = torch.randn(4, 2, 20, 64).to(dtype), torch.randn(4, 2, 20, 64).to(dtype)
+    q = torch.randn(5, 6, 64)
+    positions, slots = torch.tensor([0, 1, 2, 7, 19]), torch.tensor([3, 3, 3, 0, 2])
+    ours = kernel(q, k, v, positions, 0, 0.125, dots, slots)
+    want = reference(q, k[slots].float(), v[slots].float(), positions, 0, 0.125)
+    assert torch.allclose(ours, want, atol=2e-2 if dots else 2e-6, rtol=0 if dots else 1e-5)
+    with pytest.raises(RuntimeError, match="slot outside the cache"):
+        kernel(q, k, v, positions, 0, 0.125, dots, torch.tensor([0, 1, 2, 3, 4]))
+
+
 @needs_kernel
 def test_a_bf16_engine_keeps_its_cache_in_bf16_only_with_the_kernel(tokenizer):
     family, overrides = CASES["qwen3-sliding-untied"]

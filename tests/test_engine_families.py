@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from r1lab.models import tiny_model
-from r1lab.rollout import decode_kernel
+from r1lab.rollout import decode_kernel, forward
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.engine import MIN_SHARED_PREFIX, NativeEngine, common_prefix_len
 from r1lab.rollout.families import FAMILIES, UnsupportedModelError, family_plan
@@ -82,6 +82,26 @@ def test_fused_decode_ops_match_transformers_in_fp32(case, tokenizer):
     engine = NativeEngine(model, tokenizer, prepack=True, fused=True)
     assert engine.forward.fused is not None
     assert_same(engine.generate(prompts, GREEDY), HFEngine(model, tokenizer).generate(prompts, GREEDY))
+
+
+@needs_fused
+@pytest.mark.parametrize("row_limit", [None, 4], ids=["rows", "past-the-row-limit"])
+@pytest.mark.parametrize("case", ["gemma3", "qwen3-sliding-untied", "smollm3-nope-sliding-untied", "phi3-partial-rotary"])
+def test_fused_prefill_of_shared_prefixes_and_repeated_prompts_matches_transformers(case, row_limit, tokenizer,
+                                                                                     monkeypatch):
+    """The fused path's prefill (prompt tokens as decode rows through the attention kernel): a shared prefix
+    computed once, a prompt two slots get computed once and copied, sliding windows and NoPE layers; and past
+    ROW_PREFILL_MAX_POSITIONS the SDPA prefill under the fused decode."""
+    if row_limit is not None:
+        monkeypatch.setattr(forward, "ROW_PREFILL_MAX_POSITIONS", row_limit)
+    family, overrides = CASES[case]
+    model = varied(family, tokenizer, **overrides)
+    prompts = encode(tokenizer, SHARED)
+    assert prompts[1] == prompts[2] and common_prefix_len(prompts) >= MIN_SHARED_PREFIX
+    engine = NativeEngine(model, tokenizer, prepack=True, fused=True)
+    assert_same(engine.generate(prompts, GREEDY), HFEngine(model, tokenizer).generate(prompts, GREEDY))
+    alone = NativeEngine(model, tokenizer, prepack=True, fused=True).generate(prompts[3:], GREEDY)
+    assert alone[0].token_ids == engine.generate(prompts, GREEDY)[3].token_ids  # no prefix sharing: same tokens
 
 
 @pytest.mark.parametrize("case", ["gemma3", "qwen3-sliding-untied", "mistral-sliding", "phi3-sliding-untied"])

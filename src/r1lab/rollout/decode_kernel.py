@@ -1,13 +1,14 @@
 """The native engine's C++ decode kernels, built on first use: attention over the slot cache
-(csrc/decode_attention.cpp), the fused elementwise ops around the matmuls (csrc/decode_fused.cpp) and
-the one-row int8 matmul of batch-1 decoding (csrc/int8_gemv.cpp).
+(csrc/decode_attention.cpp), the fused elementwise ops around the matmuls (csrc/decode_fused.cpp), the
+one-row int8 matmul of batch-1 decoding (csrc/int8_gemv.cpp), the bf16 matmul for decode-sized batches
+(csrc/bf16_gemm.cpp) and temperature sampling (csrc/sampling.cpp).
 
 torch.utils.cpp_extension compiles each once per machine kind (~30 s with 2 cores) into torch's
 extension cache; the build is keyed by this CPU's vector units, because it is compiled with
 -march=native and a build for AVX-512 would crash on an AVX2-only CPU sharing the same home.
 Where they cannot build (no C++ compiler, no ninja) the engine keeps torch.bmm attention and plain
 torch ops (fbgemm for int8), which compute the same things more slowly, and says so once.
-R1LAB_DECODE_KERNEL=0 turns all three off.
+R1LAB_DECODE_KERNEL=0 turns them all off.
 """
 from __future__ import annotations
 
@@ -21,14 +22,20 @@ CSRC = Path(__file__).with_name("csrc")
 FLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
-def _cpu_key() -> str:
-    """A short hash of the CPU's feature flags (Linux); 'generic' where they cannot be read."""
+@functools.cache
+def _cpu_flags() -> str:
+    """The first CPU's feature-flags line of /proc/cpuinfo ('' where it cannot be read: not Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags"))
+            return next(line for line in f if line.startswith("flags"))
     except (OSError, StopIteration):
-        return "generic"
-    return hashlib.sha1(flags.encode()).hexdigest()[:10]
+        return ""
+
+
+def _cpu_key() -> str:
+    """A short hash of the CPU's feature flags (Linux); 'generic' where they cannot be read."""
+    flags = _cpu_flags()
+    return hashlib.sha1(flags.encode()).hexdigest()[:10] if flags else "generic"
 
 
 def _build(stem: str, what: str):
@@ -74,3 +81,23 @@ def int8_gemv():
     does not build, or this CPU has no AVX-512 VNNI."""
     module = _build("int8_gemv", "one-row int8 matmul")
     return module if module is not None and module.available() else None
+
+
+@functools.cache
+def bf16_gemm():
+    """The decode-batch bf16 matmul (csrc/bf16_gemm.cpp: pack, linear), or None where it is turned off, does not
+    build, or this CPU has no AVX-512 BF16. Also None on CPUs with AMX: oneDNN multiplies bf16 there on AMX
+    tiles, 8x the per-cycle bf16 throughput of the AVX-512 dot products this kernel uses (not measured against
+    it here: the machines this was measured on have no AMX)."""
+    if "amx_bf16" in _cpu_flags().split():
+        return None
+    module = _build("bf16_gemm", "bf16 decode matmul")
+    return module if module is not None and module.available() else None
+
+
+@functools.cache
+def sampler():
+    """One-pass temperature sampling over logit rows (csrc/sampling.cpp: sample), or None where it is turned off or
+    does not build."""
+    module = _build("sampling", "sampling kernel")
+    return None if module is None else module.sample

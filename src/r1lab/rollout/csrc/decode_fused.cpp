@@ -14,6 +14,9 @@
 #include <cmath>
 #include <tuple>
 
+#include "row_slots.h"
+#include "vec_math.h"
+
 namespace {
 
 template <typename T>
@@ -94,7 +97,7 @@ inline void rotate(const T* x, const R* cos, const R* sin, O* out, int64_t D, in
 
 template <typename T, typename KV>
 void rope_rows(const T* q, const T* k, const T* v, int64_t row_q, int64_t row_k, int64_t row_v, const T* cos,
-               const T* sin, int64_t rotary, const int64_t* pos, KV* ck, KV* cv, int64_t s_slot, int64_t s_head,
+               const T* sin, int64_t rotary, const int64_t* pos, const int64_t* slot, KV* ck, KV* cv, int64_t s_slot, int64_t s_head,
                int64_t s_pos, float* out, int64_t B, int64_t H, int64_t Hkv, int64_t D) {
   at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
@@ -102,7 +105,7 @@ void rope_rows(const T* q, const T* k, const T* v, int64_t row_q, int64_t row_k,
       const T* s = sin + pos[b] * rotary;
       for (int64_t h = 0; h < H; ++h) rotate(q + b * row_q + h * D, c, s, out + (b * H + h) * D, D, rotary);
       for (int64_t h = 0; h < Hkv; ++h) {
-        const int64_t at = b * s_slot + h * s_head + pos[b] * s_pos;
+        const int64_t at = slot[b] * s_slot + h * s_head + pos[b] * s_pos;
         rotate(k + b * row_k + h * D, c, s, ck + at, D, rotary);
         for (int64_t d = 0; d < D; ++d) cv[at + d] = static_cast<KV>(widen(v[b * row_v + h * D + d]));
       }
@@ -112,10 +115,11 @@ void rope_rows(const T* q, const T* k, const T* v, int64_t row_q, int64_t row_k,
 
 // q: (B, H*D), k, v: (B, Hkv*D) (views of one fused projection: any row stride, unit stride inside a row);
 // cos, sin: (L, R) tables in q's dtype; positions: (B,) int64; cache_k, cache_v: (S, Hkv, L, D), fp32 or bf16.
-// Writes rotated k and v at each row's position in slots 0..B-1; returns the rotated q as fp32 (B, H, D), the
-// decode-attention kernel's input.
+// Writes rotated k and v at each row's position in its slot (slots[b], default b); returns the rotated q as fp32
+// (B, H, D), the decode-attention kernel's input.
 torch::Tensor rope_into_cache(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor cos, torch::Tensor sin,
-                              torch::Tensor positions, torch::Tensor cache_k, torch::Tensor cache_v) {
+                              torch::Tensor positions, torch::Tensor cache_k, torch::Tensor cache_v,
+                              c10::optional<torch::Tensor> slots) {
   const auto dtype = q.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "rope_into_cache: fp32 or bf16 q");
   for (const auto* t : {&q, &k, &v})
@@ -130,18 +134,19 @@ torch::Tensor rope_into_cache(torch::Tensor q, torch::Tensor k, torch::Tensor v,
               "rope_into_cache: cache k/v (S, Hkv, L, D), fp32 or bf16");
   const int64_t B = q.size(0), Hkv = cache_k.size(1), L = cache_k.size(2), D = cache_k.size(3), R = cos.size(1);
   TORCH_CHECK(q.size(1) % D == 0 && k.size(1) == Hkv * D && v.size(1) == Hkv * D && k.size(0) == B && v.size(0) == B &&
-                  positions.size(0) == B && cache_k.size(0) >= B && R <= D && R % 2 == 0,
+                  positions.size(0) == B && R <= D && R % 2 == 0,
               "rope_into_cache: shapes do not match");
   const int64_t H = q.size(1) / D;
   const int64_t* pos = positions.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b)
     TORCH_CHECK(pos[b] >= 0 && pos[b] < L && pos[b] < cos.size(0), "rope_into_cache: position outside the cache");
+  const torch::Tensor slot_of = r1lab::row_slots(slots, B, cache_k.size(0), "rope_into_cache");
   auto out = torch::empty({B, H, D}, q.options().dtype(at::kFloat));
   auto run = [&](auto* qp, auto* ckp) {
     using T = std::remove_pointer_t<decltype(qp)>;
     using KV = std::remove_pointer_t<decltype(ckp)>;
     rope_rows(qp, k.data_ptr<T>(), v.data_ptr<T>(), q.stride(0), k.stride(0), v.stride(0), cos.data_ptr<T>(),
-              sin.data_ptr<T>(), R, pos, ckp, cache_v.data_ptr<KV>(), cache_k.stride(0), cache_k.stride(1),
+              sin.data_ptr<T>(), R, pos, slot_of.data_ptr<int64_t>(), ckp, cache_v.data_ptr<KV>(), cache_k.stride(0), cache_k.stride(1),
               cache_k.stride(2), out.data_ptr<float>(), B, H, Hkv, D);
   };
   const bool wide_cache = cache_k.scalar_type() == at::kFloat;
@@ -155,6 +160,21 @@ torch::Tensor rope_into_cache(torch::Tensor q, torch::Tensor k, torch::Tensor v,
   return out;
 }
 
+inline void silu_mul_row(const float* gate, float* out, int64_t F) {
+  const float* up = gate + F;
+#pragma omp simd
+  for (int64_t f = 0; f < F; ++f) out[f] = r1lab::silu(gate[f]) * up[f];
+}
+
+inline void silu_mul_row(const c10::BFloat16* gate_bf16, c10::BFloat16* out_bf16, int64_t F) {
+  const uint16_t* gate = reinterpret_cast<const uint16_t*>(gate_bf16);
+  const uint16_t* up = gate + F;
+  uint16_t* out = reinterpret_cast<uint16_t*>(out_bf16);
+#pragma omp simd
+  for (int64_t f = 0; f < F; ++f)
+    out[f] = r1lab::float_to_bf16(r1lab::silu(r1lab::bf16_to_float(gate[f])) * r1lab::bf16_to_float(up[f]));
+}
+
 // gate_up: (B, 2F) contiguous, gate first -> (B, F) silu(gate) * up.
 torch::Tensor silu_mul(torch::Tensor gate_up) {
   check_rows(gate_up, "silu_mul gate_up");
@@ -165,11 +185,7 @@ torch::Tensor silu_mul(torch::Tensor gate_up) {
     using T = std::remove_pointer_t<decltype(in)>;
     T* o = out.data_ptr<T>();
     at::parallel_for(0, B, 4, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b)
-        for (int64_t f = 0; f < F; ++f) {
-          const float g = widen(in[b * 2 * F + f]);
-          o[b * F + f] = static_cast<T>(g / (1.f + std::exp(-g)) * widen(in[b * 2 * F + F + f]));
-        }
+      for (int64_t b = begin; b < end; ++b) silu_mul_row(in + b * 2 * F, o + b * F, F);
     });
   };
   if (gate_up.scalar_type() == at::kFloat) run(gate_up.data_ptr<float>());
@@ -181,6 +197,8 @@ torch::Tensor silu_mul(torch::Tensor gate_up) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("add_rms_norm", &add_rms_norm, "[x += branch in place;] RMSNorm(x) rows, fp32 math");
-  m.def("rope_into_cache", &rope_into_cache, "RoPE on q/k, k and v written into the slot cache; fp32 q back");
+  m.def("rope_into_cache", &rope_into_cache, "RoPE on q/k, k and v written into the slot cache; fp32 q back",
+        pybind11::arg("q"), pybind11::arg("k"), pybind11::arg("v"), pybind11::arg("cos"), pybind11::arg("sin"),
+        pybind11::arg("positions"), pybind11::arg("cache_k"), pybind11::arg("cache_v"), pybind11::arg("slots") = pybind11::none());
   m.def("silu_mul", &silu_mul, "silu(gate) * up from one fused gate/up projection");
 }
