@@ -65,3 +65,9 @@ def test_next_tokens_is_the_same_with_and_without_the_kernel(monkeypatch):
 def test_the_kernel_turns_off_with_the_switch(monkeypatch):
     monkeypatch.setenv("R1LAB_DECODE_KERNEL", "0")
     assert decode_kernel.sampler.__wrapped__() is None
+
+
+def test_float16_logits_take_the_torch_path():
+    logits = torch.randn(2, 50).half()
+    tokens, logprobs = next_tokens(logits, SamplingParams(temperature=1.0, logprobs=True), generators(2))
+    assert tokens.shape == (2,) and logprobs.dtype == torch.float32

@@ -55,7 +55,8 @@ def next_tokens(logits: torch.Tensor, params: SamplingParams, generators: Sequen
     """logits: (B, V). Returns tokens (B,) and, if params.logprobs, their log-probs (B,) under the
     full softmax(logits / T) before top-k/top-p filtering (T = 1 for greedy), as hf.py reports them."""
     greedy = params.temperature == 0
-    kernel = None if greedy or logits.device.type != "cpu" else decode_kernel.sampler()
+    readable = logits.device.type == "cpu" and logits.dtype in (torch.float32, torch.bfloat16)
+    kernel = decode_kernel.sampler() if readable and not greedy else None
     unfiltered = not 0 < params.top_k < logits.shape[-1] and params.top_p >= 1.0
     if kernel is not None and unfiltered:  # softmax(logits / T), draw and log-prob in one pass
         tokens, logprobs = kernel(logits, 1.0 / params.temperature, row_uniforms(generators))
