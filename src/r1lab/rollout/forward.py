@@ -314,20 +314,18 @@ class DecoderForward:
         decode kernel. A prompt that several slots get is computed in the first of them; the others receive a
         copy of its K/V."""
         U, Tp = tokens.shape
+        pairs = list(zip(slots.tolist(), rows.tolist()))  # (slot, prompt)
         home: dict[int, int] = {}
-        for slot, u in zip(slots.tolist(), rows.tolist()):
+        for slot, u in pairs:
             home.setdefault(u, slot)
         real = torch.arange(Tp, device=tokens.device)[None] < lengths[:, None]  # (U, Tp)
         home_slots = torch.tensor([home[u] for u in range(U)], device=tokens.device)
         positions = (start + torch.arange(Tp, device=tokens.device)).expand(U, Tp)[real]  # (N,), prompt-major
         final = self._fused_rows(w, tokens[real], positions, home_slots[:, None].expand(U, Tp)[real], cache, ropes)
-        copies = [(home[u], slot) for slot, u in zip(slots.tolist(), rows.tolist()) if slot != home[u]]
+        copies = [(home[u], slot) for slot, u in pairs if slot != home[u]]
         if copies:
             src, dst = (torch.tensor(side, device=tokens.device) for side in zip(*copies))
-            end = start + int(lengths.max())
-            for layer_k, layer_v in zip(cache.k, cache.v):
-                layer_k[dst, :, start:end] = layer_k[src, :, start:end]
-                layer_v[dst, :, start:end] = layer_v[src, :, start:end]
+            cache.move_slots(src, dst, start + int(lengths.max()), start)
         return self.head(w, final[lengths.cumsum(0) - 1])  # each prompt's last token
 
     def _fused_rows(self, w: ModelWeights, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor | None,

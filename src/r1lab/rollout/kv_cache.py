@@ -46,8 +46,8 @@ class KVCache:
             new[:self.num_slots, :, :self.max_len] = old
         return bigger
 
-    def move_slots(self, src: torch.Tensor, dst: torch.Tensor, width: int) -> None:
-        """Copy the first `width` positions of slots `src` into slots `dst` (compaction)."""
+    def move_slots(self, src: torch.Tensor, dst: torch.Tensor, width: int, start: int = 0) -> None:
+        """Copy positions [start, width) of slots `src` into slots `dst` (compaction; a prefill's fan-out)."""
         for layer_k, layer_v in zip(self.k, self.v):
-            layer_k[dst, :, :width] = layer_k[src, :, :width]
-            layer_v[dst, :, :width] = layer_v[src, :, :width]
+            layer_k[dst, :, start:width] = layer_k[src, :, start:width]
+            layer_v[dst, :, start:width] = layer_v[src, :, start:width]

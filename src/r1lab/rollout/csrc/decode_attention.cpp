@@ -110,8 +110,8 @@ void attend(const float* qp, const KV* kp, const KV* vp, const int64_t* pos, con
       const int64_t lo = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0, n = last - lo + 1;
       scores.resize(G * n);
       const float* qs = qp + (b * H + h * G) * D;  // the G query heads of KV head h, rows of D
-      const KV* keys = kp + slot[b] * s_slot + h * s_head + lo * s_pos;
-      const KV* values = vp + slot[b] * s_slot + h * s_head + lo * s_pos;
+      const KV* keys = kp + r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos;
+      const KV* values = vp + r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos;
       float* o = op + (b * H + h * G) * D;
       for (int64_t g0 = 0; g0 < G; g0 += kGroupBlock) {
         const int64_t gs = std::min(kGroupBlock, G - g0);
@@ -216,7 +216,7 @@ inline void prefetch_task(const c10::BFloat16* kp, const c10::BFloat16* vp, cons
                           int64_t Hkv, int64_t s_slot, int64_t s_head, int64_t s_pos, int64_t D, int64_t window) {
   const int64_t b = task / Hkv, h = task % Hkv, last = pos[b];
   const int64_t lo = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
-  const int64_t offset = slot[b] * s_slot + h * s_head + lo * s_pos, bytes = (last - lo) * s_pos * 2 + D * 2;
+  const int64_t offset = r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos, bytes = (last - lo) * s_pos * 2 + D * 2;
   const char* k = reinterpret_cast<const char*>(kp + offset);
   const char* v = reinterpret_cast<const char*>(vp + offset);
   for (int64_t i = 0; i < bytes; i += 64) {
@@ -239,8 +239,8 @@ void attend_bf16(const float* qp, const c10::BFloat16* kp, const c10::BFloat16* 
       pb.resize(kGroupBlock * (n + 1));
       const float* qs = qp + (b * H + h * G) * D;
       round_to_bf16(qs, G * D, qb.data());
-      const c10::BFloat16* keys = kp + slot[b] * s_slot + h * s_head + lo * s_pos;
-      const c10::BFloat16* values = vp + slot[b] * s_slot + h * s_head + lo * s_pos;
+      const c10::BFloat16* keys = kp + r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos;
+      const c10::BFloat16* values = vp + r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos;
       if (task + 1 < end) prefetch_task(kp, vp, pos, slot, task + 1, Hkv, s_slot, s_head, s_pos, D, window);
       for (int64_t g0 = 0; g0 < G; g0 += kGroupBlock)
         attend_bf16_task(qb.data() + g0 * D, std::min(kGroupBlock, G - g0), keys, values, s_pos, n, D, alpha,
@@ -270,8 +270,7 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
               "decode_attention: shapes do not match");
   const int64_t* pos = positions.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b) TORCH_CHECK(pos[b] >= 0 && pos[b] < L, "decode_attention: position outside the cache");
-  const torch::Tensor slot_of = r1lab::row_slots(slots, B, k.size(0), "decode_attention");
-  const int64_t* slot = slot_of.data_ptr<int64_t>();
+  const int64_t* slot = r1lab::row_slots(slots, B, k.size(0), "decode_attention");
   auto out = torch::empty_like(q);
   const float alpha = static_cast<float>(scale);
 #ifdef R1LAB_BF16_DOTS

@@ -105,7 +105,7 @@ void rope_rows(const T* q, const T* k, const T* v, int64_t row_q, int64_t row_k,
       const T* s = sin + pos[b] * rotary;
       for (int64_t h = 0; h < H; ++h) rotate(q + b * row_q + h * D, c, s, out + (b * H + h) * D, D, rotary);
       for (int64_t h = 0; h < Hkv; ++h) {
-        const int64_t at = slot[b] * s_slot + h * s_head + pos[b] * s_pos;
+        const int64_t at = r1lab::slot_of(slot, b) * s_slot + h * s_head + pos[b] * s_pos;
         rotate(k + b * row_k + h * D, c, s, ck + at, D, rotary);
         for (int64_t d = 0; d < D; ++d) cv[at + d] = static_cast<KV>(widen(v[b * row_v + h * D + d]));
       }
@@ -140,13 +140,13 @@ torch::Tensor rope_into_cache(torch::Tensor q, torch::Tensor k, torch::Tensor v,
   const int64_t* pos = positions.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b)
     TORCH_CHECK(pos[b] >= 0 && pos[b] < L && pos[b] < cos.size(0), "rope_into_cache: position outside the cache");
-  const torch::Tensor slot_of = r1lab::row_slots(slots, B, cache_k.size(0), "rope_into_cache");
+  const int64_t* slot = r1lab::row_slots(slots, B, cache_k.size(0), "rope_into_cache");
   auto out = torch::empty({B, H, D}, q.options().dtype(at::kFloat));
   auto run = [&](auto* qp, auto* ckp) {
     using T = std::remove_pointer_t<decltype(qp)>;
     using KV = std::remove_pointer_t<decltype(ckp)>;
     rope_rows(qp, k.data_ptr<T>(), v.data_ptr<T>(), q.stride(0), k.stride(0), v.stride(0), cos.data_ptr<T>(),
-              sin.data_ptr<T>(), R, pos, slot_of.data_ptr<int64_t>(), ckp, cache_v.data_ptr<KV>(), cache_k.stride(0), cache_k.stride(1),
+              sin.data_ptr<T>(), R, pos, slot, ckp, cache_v.data_ptr<KV>(), cache_k.stride(0), cache_k.stride(1),
               cache_k.stride(2), out.data_ptr<float>(), B, H, Hkv, D);
   };
   const bool wide_cache = cache_k.scalar_type() == at::kFloat;
