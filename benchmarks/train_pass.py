@@ -36,13 +36,13 @@ from rollout import gemm_peak, linear_params
 
 CONFIGS = {"a": (4, 8, 64), "b": (8, 8, 256)}  # as benchmarks/grpo_step.py
 CATEGORIES = [  # operator name fragments -> where the time goes, first match wins
-    ("matmul (linear layers, LM head)", ("addmm", "aten::mm", "matmul", "linear", "aten::bmm")),
-    ("attention (SDPA)", ("attention", "sdpa", "_flash")),
-    ("log-probs / softmax", ("_TokenLogprobs", "softmax", "logsumexp", "amax", "exp")),
+    ("matmul (linear layers, LM head, attention bmm)", ("addmm", "aten::mm", "matmul", "linear", "aten::bmm")),
+    ("attention (softmax, mask; SDPA)", ("attention", "sdpa", "_flash", "softmax", "masked_fill")),
+    ("LM head log-probs (fused head)", ("_TokenLogprobs", "_FusedHeadLogprobs", "logsumexp", "amax", "exp")),
     ("optimizer (AdamW)", ("adam", "_foreach", "Optimizer")),
     ("gather / scatter / copy", ("index", "gather", "scatter", "copy_", "cat", "clone", "contiguous", "repeat")),
-    ("elementwise (norms, activations, RoPE)", ("mul", "add", "pow", "sqrt", "silu", "gelu", "tanh", "sin", "cos",
-                                                "neg", "div", "sub", "sigmoid", "mean", "sum", "fill", "where")),
+    ("elementwise (norms, activations, RoPE)", ("_RMSNorm", "mul", "add", "pow", "sqrt", "silu", "gelu", "tanh", "sin",
+                                                "cos", "neg", "div", "sub", "sigmoid", "mean", "sum", "fill", "where")),
 ]
 
 

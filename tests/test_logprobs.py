@@ -4,7 +4,8 @@ import torch
 
 from r1lab.models import tiny_model
 from r1lab.rl.batch import completion_logits, group_micro_batches, micro_batches, score_groups, score_sequences
-from r1lab.rl.logprobs import chunked_head_logprobs, head_logprobs, token_logprobs_and_entropy
+from r1lab.rl.fused_head import fused_head_logprobs
+from r1lab.rl.logprobs import head_logprobs, token_logprobs_and_entropy
 
 
 def test_entropy_gradient_matches_autograd_of_the_plain_formula():
@@ -23,7 +24,13 @@ def test_entropy_gradient_matches_autograd_of_the_plain_formula():
 
 
 @pytest.mark.parametrize("softcap", [None, 3.0])
-def test_chunked_head_equals_the_plain_head_in_value_and_gradient(softcap):
+@pytest.mark.parametrize("chunk_bytes,max_rows", [(88, 1024), (4 * 4 * 3, 4), (2**20, 1024)])
+@pytest.mark.parametrize("keep", [True, False])
+def test_fused_head_equals_the_plain_head_in_value_and_gradient(softcap, chunk_bytes, max_rows, keep, monkeypatch):
+    """Blocks of 15 rows x 1 vocabulary entry; 4 rows x 3 (row blocks accumulate the weight's gradient); one block.
+    The backward from the forward's kept logits, and from logits recomputed."""
+    monkeypatch.setattr("r1lab.rl.fused_head.MAX_BLOCK_ROWS", max_rows)
+    monkeypatch.setattr("r1lab.rl.fused_head.KEEP_LOGITS_BYTES", 2**30 if keep else 0)
     torch.manual_seed(0)
     hidden = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(11, 8, dtype=torch.float64, requires_grad=True)
@@ -32,8 +39,8 @@ def test_chunked_head_equals_the_plain_head_in_value_and_gradient(softcap):
     upstream = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
 
     def run(chunked):
-        if chunked:  # 2 rows of 11 logits per chunk: 8 chunks for the 15 rows
-            logp, ent = chunked_head_logprobs(hidden, weight, bias, tokens, 0.8, True, True, softcap, chunk_bytes=88)
+        if chunked:
+            logp, ent = fused_head_logprobs(hidden, weight, bias, tokens, 0.8, True, True, softcap, chunk_bytes)
         else:
             logits = torch.nn.functional.linear(hidden, weight, bias)
             if softcap is not None:
@@ -50,6 +57,32 @@ def test_chunked_head_equals_the_plain_head_in_value_and_gradient(softcap):
     torch.testing.assert_close(chunked[1], plain[1])
     for a, b in zip(chunked[2], plain[2]):
         torch.testing.assert_close(a, b)
+
+
+def test_fused_head_under_bf16_autocast_matches_the_autocast_head():
+    """bf16 matmuls, fp32 softmax, the block gradient rounded to bf16: as autocast runs the model's own head."""
+    torch.manual_seed(0)
+    hidden = torch.randn(37, 16, requires_grad=True)
+    weight = (torch.randn(301, 16) * 0.5).requires_grad_()
+    tokens = torch.randint(0, 301, (37,))
+    upstream = torch.randn(37)
+
+    def run(fused):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if fused:
+                logp, _ = fused_head_logprobs(hidden, weight, None, tokens, chunk_bytes=4 * 37 * 64)
+            else:
+                logp, _ = token_logprobs_and_entropy(torch.nn.functional.linear(hidden, weight), tokens)
+        (logp * upstream).sum().backward()
+        grads = [t.grad.clone() for t in (hidden, weight)]
+        hidden.grad = weight.grad = None
+        return logp.detach(), grads
+
+    (logp, grads), (ref_logp, ref_grads) = run(True), run(False)
+    assert logp.dtype == torch.float32 and grads[1].dtype == torch.float32
+    torch.testing.assert_close(logp, ref_logp, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)
 
 
 def _grads(model):

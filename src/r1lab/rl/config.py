@@ -46,7 +46,7 @@ class GRPOConfig:
     rollout_correction: Literal["none", "tis", "mis"] = "none"
     rollout_correction_level: Literal["token", "sequence"] = "token"
     rollout_correction_cap: float = 3.0  # tis: weights capped here; mis: tokens/sequences above it dropped (TRL: 3)
-    logits_chunk_mb: int = 256  # the training LM head holds at most this many MB of fp32 logits at once
+    logits_chunk_mb: int = 8  # the training LM head (rl.fused_head) computes blocks of at most this many MB of fp32 logits
     drop_uniform_groups: bool = False  # DAPO dynamic sampling: skip groups whose rewards are all equal
     mask_truncated: bool = False  # DAPO overlong masking: completions cut by max_new_tokens get no gradient
     micro_batch_size: int = 16  # sequences per forward/backward; gradients accumulate to the full batch

@@ -3,21 +3,18 @@
 Two ways to the same numbers:
 - `token_logprobs_and_entropy(logits, tokens)`: from a (B, T, V) logits tensor, one exp pass.
 - `head_logprobs(model, tokens)`: a context manager under which the model's forward returns the
-  log-probs instead of logits. The LM head then runs over chunks of rows, each chunk's (rows, V)
-  logits recomputed in the backward instead of kept: peak memory is one chunk, not (B, T, V) fp32
-  (Gemma 3's 262k vocabulary makes the head larger than the transformer body).
+  log-probs instead of logits. The LM head then runs fused with the log-prob (rl.fused_head), over
+  blocks of a few MB recomputed in the backward: no (B, T, V) tensor at all (Gemma 3's 262k vocabulary
+  makes the head larger than the transformer body).
 """
 from __future__ import annotations
 
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
-# Logits of at most this many bytes (fp32) are held at once by the chunked head.
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+from r1lab.rl.fused_head import DEFAULT_CHUNK_BYTES, fused_head_logprobs
 
 
 class _TokenLogprobs(torch.autograd.Function):
@@ -78,35 +75,6 @@ def token_logprobs_and_entropy(logits: Tensor, tokens: Tensor, temperature: floa
     return _TokenLogprobs.apply(logits, tokens, temperature, with_entropy, entropy_grad)
 
 
-# ---------------------------------------------------------------- the chunked LM head
-def _head_chunk(hidden, weight, bias, tokens, temperature, with_entropy, entropy_grad, softcap):
-    logits = F.linear(hidden, weight, bias)  # (rows, V), in autocast's dtype as the model's own head
-    if softcap is not None:  # Gemma-style final logit soft-capping, as the model's forward applies it
-        logits = torch.tanh(logits / softcap) * softcap
-    return token_logprobs_and_entropy(logits, tokens, temperature, with_entropy, entropy_grad)
-
-
-def chunked_head_logprobs(hidden: Tensor, weight: Tensor, bias: Tensor | None, tokens: Tensor,
-                          temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False,
-                          softcap: float | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES
-                          ) -> tuple[Tensor, Tensor | None]:
-    """`token_logprobs_and_entropy(linear(hidden, weight, bias), tokens)` holding at most `chunk_bytes` of
-    fp32 logits: hidden (B, T, H), tokens (B, T) -> (B, T) log-probs and entropy. Each chunk of rows is
-    checkpointed: its logits are recomputed in the backward (one more head matmul) instead of kept."""
-    shape = tokens.shape
-    flat, flat_tokens = hidden.reshape(-1, hidden.shape[-1]), tokens.reshape(-1)
-    rows = max(1, chunk_bytes // (4 * weight.shape[0]))
-    args = (temperature, with_entropy, entropy_grad, softcap)
-    if flat.shape[0] <= rows:  # fits: the plain path, nothing to recompute
-        logp, entropy = _head_chunk(flat, weight, bias, flat_tokens, *args)
-    else:
-        parts = [checkpoint(_head_chunk, flat[s:s + rows], weight, bias, flat_tokens[s:s + rows], *args,
-                            use_reentrant=False) for s in range(0, flat.shape[0], rows)]
-        logp = torch.cat([p[0] for p in parts])
-        entropy = torch.cat([p[1] for p in parts]) if parts[0][1] is not None else None
-    return logp.view(shape), entropy.view(shape) if entropy is not None else None
-
-
 def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
     model = getattr(model, "module", model)  # DDP
     return model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
@@ -132,8 +100,8 @@ def head_logprobs(model: torch.nn.Module, tokens: Tensor, temperature: float = 1
     out: dict[str, Tensor | None] = {}
 
     def forward(hidden: Tensor) -> Tensor:
-        out["logp"], out["entropy"] = chunked_head_logprobs(hidden, head.weight, head.bias, tokens, temperature,
-                                                            with_entropy, entropy_grad, softcap, chunk_bytes)
+        out["logp"], out["entropy"] = fused_head_logprobs(hidden, head.weight, head.bias, tokens, temperature,
+                                                          with_entropy, entropy_grad, softcap, chunk_bytes)
         # A stand-in for the logits, outside the graph: the model may soft-cap it (the chunks already did).
         return hidden.new_zeros(hidden.shape[:-1] + (1,))
 

@@ -4,7 +4,7 @@ Layout of the one row: [prompt_1 | c_1,1 | c_1,2 | … | c_1,G | prompt_2 | c_2,
 norm and MLP runs on real tokens only; each prompt runs once for its whole group (as the shared-prompt
 path's KV fan-out, without the cache object). Only attention needs to know where segments start: a
 registered attention function gathers each segment's queries and keys from the row (a completion sees its
-prompt and its own earlier tokens), runs SDPA on them, and puts the outputs back. Prompts and completions
+prompt and its own earlier tokens), attends them, and puts the outputs back. Prompts and completions
 are attended in separate blocks, so short completions are not padded to a long prompt's width. The LM head
 runs only on the positions whose next token is scored (`logits_to_keep` as an index tensor).
 
@@ -152,25 +152,32 @@ def packed_micro_batches(prompt_of: Sequence[int], prompts: dict[int, Sequence[i
 # ---------------------------------------------------------------- the attention function
 def _attend(block: AttentionBlock, query: Tensor, key: Tensor, value: Tensor, scaling: float | None,
             window: int | None, softcap: float | None, dropout: float) -> Tensor:
-    """(H, S, D) packed q and (Hkv, S, D) k, v -> (R, H, Q, D) for this block's rows.
+    """(S, H, D) packed q and (S, Hkv, D) k, v -> (R, H, Q, D) for this block's rows.
 
     Grouped-query attention without repeating K/V: the G = H / Hkv query heads of each KV head are
     stacked along the query axis, (R, Hkv, G * Q, D), HF's head h -> KV head h // G mapping.
     """
-    H, Hkv, D = query.shape[0], key.shape[0], query.shape[-1]
+    H, Hkv, D = query.shape[1], key.shape[1], query.shape[-1]
     R, Q = block.query_index.shape
+    K = block.key_index.shape[1]
     G = H // Hkv
-    q = query[:, block.query_index].transpose(0, 1).reshape(R, Hkv, G * Q, D)
-    k = key[:, block.key_index].transpose(0, 1)  # (R, Hkv, K, D)
-    v = value[:, block.key_index].transpose(0, 1)
+    # index_select on the position axis (rows of H x D, no copy first), not fancy indexing: its backward is an
+    # index_add, where indexing's is a far slower index_put
+    q = query.index_select(0, block.query_index.view(-1)).view(R, Q, Hkv, G, D).permute(0, 2, 3, 1, 4)
+    q = q.reshape(R, Hkv, G * Q, D)
+    k = key.index_select(0, block.key_index.view(-1)).view(R, K, Hkv, D).transpose(1, 2)  # (R, Hkv, K, D)
+    v = value.index_select(0, block.key_index.view(-1)).view(R, K, Hkv, D).transpose(1, 2)
     mask = block.mask(window, G)
-    if softcap is None:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling)
-    else:
-        scores = (q @ k.transpose(-1, -2)) * (scaling if scaling is not None else D ** -0.5)
+    # Explicit matmuls, not SDPA: at these block sizes SDPA's CPU flash kernel took ~1.4x as long forward and
+    # backward (benchmarks/train_pass.py). Scores and softmax in fp32 (q and k as RoPE left them, not rounded).
+    acc = torch.promote_types(q.dtype, torch.float32)
+    with torch.autocast(q.device.type, enabled=False):
+        scale = scaling if scaling is not None else D ** -0.5
+        scores = (q.to(acc) * scale) @ k.to(acc).transpose(-1, -2)
+    if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap  # Gemma 2's attention logit soft-capping
-        weights = scores.masked_fill(~mask, float("-inf")).softmax(-1, dtype=torch.float32).to(q.dtype)
-        out = F.dropout(weights, dropout, training=dropout > 0) @ v
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(v.dtype)
+    out = F.dropout(weights, dropout, training=dropout > 0) @ v
     return out.view(R, H, Q, D)
 
 
@@ -180,9 +187,11 @@ def packed_attention_forward(module, query: Tensor, key: Tensor, value: Tensor, 
     layout = _LAYOUT.get()
     if layout is None:
         raise RuntimeError(f"attention {ATTENTION_NAME!r} runs only inside r1lab.rl.packed.packed_attention")
-    parts = [_attend(b, query[0], key[0], value[0], scaling, sliding_window, softcap, dropout) for b in layout.blocks]
+    # (S, H, D) views: HF's q, k, v are (1, S, H, D) tensors transposed, so these are contiguous
+    q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)
+    parts = [_attend(b, q, k, v, scaling, sliding_window, softcap, dropout) for b in layout.blocks]
     flat = torch.cat([p.transpose(1, 2).reshape(-1, p.shape[1], p.shape[-1]) for p in parts])  # (rows*Q, H, D)
-    return flat[layout.inverse].unsqueeze(0), None
+    return flat.index_select(0, layout.inverse).unsqueeze(0), None
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from r1lab import dist, precision
+from r1lab import allocator, dist, precision
 from r1lab.config import config_dir, to_yaml
 from r1lab.data import Row, Task, load_task
 from r1lab.data.order import epoch_order as prompt_indices
@@ -85,6 +85,7 @@ class StepData:
 class GRPOTrainer:
     def __init__(self, cfg: ZeroConfig, policy: Policy, task_rows: list[Row], test_rows: list[Row], run: RunDir):
         self.cfg, self.policy, self.run = cfg, policy, run
+        allocator.keep_freed_memory()  # each step reuses the last one's memory, no page faults
         self.train_rows, self.test_rows = task_rows, test_rows
         g = cfg.grpo
         self.device = dist.device()

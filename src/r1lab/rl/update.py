@@ -13,6 +13,7 @@ from torch import Tensor
 from r1lab import dist
 from r1lab.rl.batch import padded_rows
 from r1lab.rl.config import GRPOConfig
+from r1lab.rl.fused_ops import fused_training_ops
 from r1lab.rl.grpo import LossNormalizers, policy_loss
 from r1lab.rl.layout import filler_batch, pack_for_scoring
 from r1lab.rl.mismatch import entropy_threshold, high_entropy_mask, mismatch_sums, rollout_weights
@@ -73,8 +74,9 @@ class Learner:
         self.chunk_bytes = g.logits_chunk_mb * 2**20
 
     def _score(self, batch, with_entropy=False, entropy_grad=False):
-        return self.step.score(self.model, batch, self.g.temperature, with_entropy=with_entropy,
-                               entropy_grad=entropy_grad, chunk_bytes=self.chunk_bytes)
+        with fused_training_ops(self.model):
+            return self.step.score(self.model, batch, self.g.temperature, with_entropy=with_entropy,
+                                   entropy_grad=entropy_grad, chunk_bytes=self.chunk_bytes)
 
     def _frozen(self) -> Frozen:
         g, sb, frozen = self.g, self.step, Frozen()

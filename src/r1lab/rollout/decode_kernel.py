@@ -1,7 +1,9 @@
-"""The native engine's C++ decode kernels, built on first use: attention over the slot cache
+"""r1lab's C++ kernels, built on first use. The native engine's: attention over the slot cache
 (csrc/decode_attention.cpp), the fused elementwise ops around the matmuls (csrc/decode_fused.cpp), the
 one-row int8 matmul of batch-1 decoding (csrc/int8_gemv.cpp), the bf16 matmul for decode-sized batches
-(csrc/bf16_gemm.cpp) and temperature sampling (csrc/sampling.cpp).
+(csrc/bf16_gemm.cpp) and temperature sampling (csrc/sampling.cpp); and the training pass's: the LM head's
+per-block softmax (csrc/head_logprobs.cpp, used by rl.fused_head), RMSNorm and silu(gate) * up
+(csrc/train_fused.cpp, rl.fused_ops).
 
 torch.utils.cpp_extension compiles each once per machine kind (~30 s with 2 cores) into torch's
 extension cache; the build is keyed by this CPU's vector units, because it is compiled with
@@ -101,3 +103,18 @@ def sampler():
     does not build."""
     module = _build("sampling", "sampling kernel")
     return None if module is None else module.sample
+
+
+@functools.cache
+def head_logprobs():
+    """The training head's per-block softmax (csrc/head_logprobs.cpp: block_stats, block_grad), or None where it is
+    turned off or does not build (rl.fused_head then uses torch ops)."""
+    return _build("head_logprobs", "LM-head log-prob kernel")
+
+
+@functools.cache
+def train_fused():
+    """The training pass's fused elementwise ops (csrc/train_fused.cpp: rms_norm_forward/backward,
+    silu_mul_forward/backward), or None where they are turned off or do not build (the model's own forward then
+    runs)."""
+    return _build("train_fused", "fused training ops")

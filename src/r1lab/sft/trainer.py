@@ -18,7 +18,7 @@ from r1lab.config import to_yaml
 from r1lab.data.order import epoch_order as sample_order
 from r1lab.models import load_tokenizer, load_trainable
 from r1lab.optim import make_optimizer
-from r1lab import precision
+from r1lab import allocator, precision
 from r1lab.precision import use_bf16_autocast
 from r1lab.rl.logprobs import head_logprobs, output_head  # the chunked LM head, shared with GRPO
 from r1lab.runs import RunDir, plot_metrics, rng_state, set_rng_state
@@ -77,6 +77,7 @@ def accumulate_gradients(model, batches: Sequence[PackedBatch], step_targets: fl
 class SFTTrainer:
     def __init__(self, cfg: SFTConfig, model, tokenizer, samples: list[Sample]):
         self.cfg, self.model, self.tokenizer, self.samples = cfg, model, tokenizer, samples
+        allocator.keep_freed_memory()  # each step reuses the last one's memory, no page faults
         t = cfg.train
         self.total_steps = total_steps(t, len(samples))
         self.optimizer, self.scheduler = make_optimizer(model, t.lr, t.weight_decay, t.lr_schedule,
