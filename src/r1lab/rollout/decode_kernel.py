@@ -40,6 +40,15 @@ def _cpu_key() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:10] if flags else "generic"
 
 
+def _source_key(stem: str) -> str:
+    """A short hash of csrc/<stem>.cpp and the shared headers: a changed source (another checkout, another
+    version) builds under its own name instead of loading, or racing to overwrite, another's build."""
+    digest = hashlib.sha1((CSRC / f"{stem}.cpp").read_bytes())
+    for header in sorted(CSRC.glob("*.h")):
+        digest.update(header.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def _build(stem: str, what: str):
     """The compiled module csrc/<stem>.cpp, or None where R1LAB_DECODE_KERNEL=0 or it does not build (the caller
     falls back)."""
@@ -49,7 +58,7 @@ def _build(stem: str, what: str):
         import torch
         from torch.utils.cpp_extension import get_default_build_root, load
 
-        name = f"r1lab_{stem}_{_cpu_key()}"
+        name = f"r1lab_{stem}_{_cpu_key()}_{_source_key(stem)}"
         python = f"py{sys.version_info.major}{sys.version_info.minor}"
         build = Path(get_default_build_root(), f"{python}_torch{torch.__version__}", name)
         if not any(build.glob("*.so")):

@@ -13,6 +13,11 @@
 // silu(gate) * up is three ops forward (silu, multiply; each a bf16 pass under autocast) and four backward; here one
 // pass each way, in fp32 registers, rounded once: h = gate s up, s = sigmoid(gate);
 // d up = g gate s, d gate = g up s (1 + gate (1 - s)).
+//
+// RoPE (HF's rotate-half form) is seven ops on q and seven on k forward, each a pass over (tokens, heads, dim),
+// and as many backward; q and k arrive in bf16 under autocast and leave in fp32 (cos and sin are fp32). Here one
+// pass each way: with h = D / 2, out_i = x_i c_i - x_{i+h} s_i and out_{i+h} = x_{i+h} c_{i+h} + x_i s_{i+h};
+// dx_i = g_i c_i + g_{i+h} s_{i+h} and dx_{i+h} = g_{i+h} c_{i+h} - g_i s_i, in fp32, rounded once to x's dtype.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -166,6 +171,72 @@ std::tuple<torch::Tensor, torch::Tensor> silu_mul_backward(torch::Tensor grad, t
   return {d_gate, d_up};
 }
 
+void check_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && x.size(3) % 2 == 0 &&
+                  (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16),
+              "rope: x (B, S, H, D) contiguous fp32 or bf16 with D even");
+  for (const auto* t : {&cos, &sin})
+    TORCH_CHECK(t->dim() == 3 && t->is_contiguous() && t->scalar_type() == at::kFloat && t->size(1) == x.size(1) &&
+                    t->size(2) == x.size(3) && (t->size(0) == 1 || t->size(0) == x.size(0)),
+                "rope: cos and sin (1 or B, S, D) contiguous fp32");
+}
+
+// Runs body(x row, cos row, sin row, out row) over the (B, S, H) rows of D values.
+template <typename In, typename Out, typename Body>
+void for_each_rope_row(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, const In* xs,
+                       Out* out, Body body) {
+  const int64_t B = x.size(0), S = x.size(1), H = x.size(2), D = x.size(3);
+  const bool shared = cos.size(0) == 1;
+  const float* c = cos.data_ptr<float>();
+  const float* s = sin.data_ptr<float>();
+  at::parallel_for(0, B * S, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t bs = begin; bs < end; ++bs) {
+      const int64_t table = (shared ? bs % S : bs) * D;
+      for (int64_t h = 0; h < H; ++h) body(xs + (bs * H + h) * D, c + table, s + table, out + (bs * H + h) * D, D / 2);
+    }
+  });
+}
+
+// x (B, S, H, D) fp32 or bf16 -> fp32 (B, S, H, D).
+torch::Tensor rope_forward(torch::Tensor x, torch::Tensor cos, torch::Tensor sin) {
+  check_rope(x, cos, sin);
+  auto out = torch::empty(x.sizes(), x.options().dtype(at::kFloat));
+  auto run = [&](const auto* xs) {
+    for_each_rope_row(x, cos, sin, xs, out.data_ptr<float>(), [](const auto* r, const float* c, const float* s, float* o,
+                                                                 int64_t half) {
+#pragma omp simd
+      for (int64_t i = 0; i < half; ++i) {
+        const float lo = widen(r[i]), hi = widen(r[i + half]);
+        o[i] = lo * c[i] - hi * s[i];
+        o[i + half] = hi * c[i + half] + lo * s[i + half];
+      }
+    });
+  };
+  if (x.scalar_type() == at::kFloat) run(x.data_ptr<float>());
+  else run(x.data_ptr<c10::BFloat16>());
+  return out;
+}
+
+// grad (B, S, H, D) fp32 -> dx in fp32 or bf16 (x's dtype).
+torch::Tensor rope_backward(torch::Tensor grad, torch::Tensor cos, torch::Tensor sin, bool bf16_out) {
+  check_rope(grad, cos, sin);
+  TORCH_CHECK(grad.scalar_type() == at::kFloat, "rope: grad fp32");
+  auto dx = torch::empty(grad.sizes(), grad.options().dtype(bf16_out ? at::kBFloat16 : at::kFloat));
+  auto run = [&](auto* d) {
+    for_each_rope_row(grad, cos, sin, grad.data_ptr<float>(), d, [](const float* g, const float* c, const float* s,
+                                                                    auto* o, int64_t half) {
+#pragma omp simd
+      for (int64_t i = 0; i < half; ++i) {
+        store(o + i, g[i] * c[i] + g[i + half] * s[i + half]);
+        store(o + i + half, g[i + half] * c[i + half] - g[i] * s[i]);
+      }
+    });
+  };
+  if (bf16_out) run(dx.data_ptr<c10::BFloat16>());
+  else run(dx.data_ptr<float>());
+  return dx;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -173,4 +244,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rms_norm_backward", &rms_norm_backward, "RMSNorm backward: (dx, dw)");
   m.def("silu_mul_forward", &silu_mul_forward, "silu(gate) * up");
   m.def("silu_mul_backward", &silu_mul_backward, "silu(gate) * up backward: (d gate, d up)");
+  m.def("rope_forward", &rope_forward, "rotate-half RoPE, fp32 out");
+  m.def("rope_backward", &rope_backward, "rotate-half RoPE backward");
 }
