@@ -7,7 +7,8 @@ Both run on the same bf16 weights in this one process, interleaved: oneDNN throu
 torch.ops.mkldnn._linear_pointwise on a weight reordered by _reorder_linear_weight (what PackedLinear
 used before), r1lab's kernel on its own packed layout. "hot" repeats one matmul (its weights stay in
 cache); "cold step" runs all 121 matmuls of a SmolLM2 decode step (30 layers x q/k/v, o, gate/up, down,
-and the LM head) on distinct weights, so every weight comes from memory as in the engine. GFLOP/s are
+and the LM head) on distinct weights, so every weight comes from memory as in the engine; it also times r1lab's kernel with its
+next-panel prefetch off. GFLOP/s are
 2 * rows * N * K over the best time of --reps; the bf16 1024^3 GEMM peak (torch's matmul) is printed
 beside them.
 """
@@ -52,6 +53,7 @@ def main() -> None:
     torch.manual_seed(0)
     onednn = lambda x, w: torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")  # noqa: E731
     ours = lambda x, w: kernel.linear(x, w, None, w.shape[0] * 16)  # noqa: E731  (N: whole 16-column blocks here)
+    unprefetched = lambda x, w: kernel.linear(x, w, None, w.shape[0] * 16, prefetch=False)  # noqa: E731
     weights = {name: torch.randn(n, k).bfloat16() * 0.05 for name, (n, k) in SHAPES.items()}
     packed = {name: (torch.ops.mkldnn._reorder_linear_weight(w, 32), kernel.pack(w)) for name, w in weights.items()}
     step = [(name, *SHAPES[name]) for _ in range(LAYERS) for name in ("q/k/v", "o", "gate/up", "down")] + \
@@ -74,13 +76,14 @@ def main() -> None:
                   f"{theirs / mine:>13.2f}x")
         xs = {k: torch.randn(rows, k).bfloat16() for k in (576, 1536)}
         timed = {}
-        for side, run in (("oneDNN", onednn), ("r1lab", ours)):
+        for side, run in (("oneDNN", onednn), ("r1lab", ours), ("no prefetch", unprefetched)):
             index = 0 if side == "oneDNN" else 1
             timed[side] = best_seconds(lambda: [run(xs[k], w[index]) for (_, _, k), w in zip(step, step_weights)],
                                        args.reps, 1)
         print(f"{rows:>5} | {'cold step':>8} | {rows * step_flops / timed['oneDNN'] / 1e9:>14.1f} | "
               f"{rows * step_flops / timed['r1lab'] / 1e9:>13.1f} | {timed['oneDNN'] / timed['r1lab']:>13.2f}x"
-              f"   ({timed['oneDNN'] * 1e3:.1f} vs {timed['r1lab'] * 1e3:.1f} ms for all 121)")
+              f"   ({timed['oneDNN'] * 1e3:.1f} vs {timed['r1lab'] * 1e3:.1f} ms for all 121; r1lab without the "
+              f"next-panel prefetch {timed['no prefetch'] * 1e3:.1f} ms)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 // 48 columns keeps 24 fp32 accumulators in registers; each k pair costs 3 weight loads and 8 broadcasts of x for
 // 24 dot products. Threads split the output columns into 48-wide panels; within a panel the rows are walked in
 // blocks of 8, so the panel's weights come from L2 after the first block. Rows are taken 256 at a time so a long
-// prefill's x block stays in L2 as well.
+// prefill's x block stays in L2 as well. The first block of rows waits on memory for the panel's weights while the
+// others compute from L2, so those others also prefetch the thread's next panel into L2, a slice each, a few
+// cache lines per k step: streaming and compute overlap (measured in benchmarks/bf16_gemm.py's cold step).
 //
 // Results are rounded to bf16 once, from the fp32 sum with the bias added, as oneDNN does; the summation order
 // differs from oneDNN's, so the two agree to bf16 rounding, not bit for bit.
@@ -31,6 +33,7 @@ constexpr int64_t kLanes = 16;    // output columns per accumulator
 constexpr int kMaxRows = 8;       // rows per register tile
 constexpr int kMaxBlocks = 3;     // 16-column blocks per register tile (a 48-column panel)
 constexpr int64_t kRowChunk = 256;
+constexpr int64_t kLineElems = 32;  // bf16 values per 64-byte cache line
 
 bool available() {
 #ifdef R1LAB_BF16
@@ -60,15 +63,19 @@ torch::Tensor pack(torch::Tensor weight) {
 
 #ifdef R1LAB_BF16
 // ROWS rows of x (row stride ldx, K even) times BLOCKS 16-column blocks starting at block b0 -> y (row stride ldy).
+// While it runs, `per_step` cache lines a k step from `prefetch` (up to `prefetch_end`) are fetched into L2.
 template <int ROWS, int BLOCKS>
 inline void tile(const uint16_t* x, int64_t ldx, const uint16_t* packed, int64_t ks, int64_t b0, const float* bias,
-                 int64_t N, uint16_t* y, int64_t ldy) {
+                 int64_t N, uint16_t* y, int64_t ldy, const uint16_t* prefetch, const uint16_t* prefetch_end,
+                 int64_t per_step) {
   __m512 acc[ROWS][BLOCKS];
   for (int i = 0; i < ROWS; ++i)
     for (int j = 0; j < BLOCKS; ++j) acc[i][j] = _mm512_setzero_ps();
   const int64_t block_elems = ks * kLanes * 2;
   const uint16_t* w = packed + b0 * block_elems;
   for (int64_t s = 0; s < ks; ++s) {
+    for (int64_t p = 0; p < per_step && prefetch < prefetch_end; ++p, prefetch += kLineElems)
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch), _MM_HINT_T1);
     __m512bh b[BLOCKS];
     for (int j = 0; j < BLOCKS; ++j)
       b[j] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(w + j * block_elems + s * kLanes * 2));
@@ -91,7 +98,7 @@ inline void tile(const uint16_t* x, int64_t ldx, const uint16_t* packed, int64_t
 }
 
 using TileFn = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, const float*, int64_t, uint16_t*,
-                        int64_t);
+                        int64_t, const uint16_t*, const uint16_t*, int64_t);
 
 template <int ROWS>
 TileFn tile_for(int blocks) {
@@ -117,8 +124,9 @@ TileFn tile_for(int rows, int blocks) {
 #endif
 
 // x: (M, K) bf16 (any leading shape, last dim K contiguous); packed: pack(W) for W (N, K); bias: (N,) fp32 or None.
-// Returns (..., N) bf16.
-torch::Tensor linear(torch::Tensor x, torch::Tensor packed, c10::optional<torch::Tensor> bias, int64_t N) {
+// Returns (..., N) bf16. prefetch=false: no software prefetch of the next panel (for benchmarks/bf16_gemm.py).
+torch::Tensor linear(torch::Tensor x, torch::Tensor packed, c10::optional<torch::Tensor> bias, int64_t N,
+                     bool prefetch) {
 #ifdef R1LAB_BF16
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.dim() >= 1, "bf16_gemm.linear: x (..., K) bf16");
   TORCH_CHECK(packed.dim() == 4 && packed.size(2) == kLanes && packed.size(3) == 2 && packed.is_contiguous() &&
@@ -144,13 +152,22 @@ torch::Tensor linear(torch::Tensor x, torch::Tensor packed, c10::optional<torch:
   const int64_t panels = ceil_div(nb, kMaxBlocks);
   for (int64_t r0 = 0; r0 < M; r0 += kRowChunk) {
     const int64_t r1 = std::min(M, r0 + kRowChunk);
+    const int64_t row_blocks = ceil_div(r1 - r0, kMaxRows), block_elems = ks * kLanes * 2;
     at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
       for (int64_t panel = begin; panel < end; ++panel) {
         const int64_t b0 = panel * kMaxBlocks;
         const int blocks = static_cast<int>(std::min<int64_t>(kMaxBlocks, nb - b0));
-        for (int64_t m = r0; m < r1; m += kMaxRows) {
+        // the next panel of this thread (contiguous after this one), split over row blocks 1..row_blocks-1
+        const uint16_t* next = wp + (b0 + blocks) * block_elems;
+        const uint16_t* next_end = panel + 1 < end ? wp + std::min(nb, b0 + blocks + kMaxBlocks) * block_elems : next;
+        // (one block of rows: it prefetches while it streams, keeping more memory requests in flight)
+        const int64_t lines = prefetch ? (next_end - next) / kLineElems : 0, helpers = std::max<int64_t>(1, row_blocks - 1);
+        const int64_t share = ceil_div(lines, helpers), per_step = ceil_div(share, ks), first = row_blocks > 1;
+        for (int64_t m = r0, i = 0; m < r1; m += kMaxRows, ++i) {
           const int rows = static_cast<int>(std::min<int64_t>(kMaxRows, r1 - m));
-          tile_for(rows, blocks)(xp + m * K, K, wp, ks, b0, b, N, yp + m * N, N);
+          const uint16_t* from = i >= first ? std::min(next + (i - first) * share * kLineElems, next_end) : next_end;
+          const uint16_t* to = i >= first ? std::min(from + share * kLineElems, next_end) : next_end;
+          tile_for(rows, blocks)(xp + m * K, K, wp, ks, b0, b, N, yp + m * N, N, from, to, per_step);
         }
       }
     });
@@ -166,5 +183,6 @@ torch::Tensor linear(torch::Tensor x, torch::Tensor packed, c10::optional<torch:
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("available", &available, "whether this build has the AVX-512 BF16 kernel");
   m.def("pack", &pack, "an (N, K) bf16 weight in the kernel's blocked layout");
-  m.def("linear", &linear, "y = x W^T + b in bf16 with fp32 accumulation, W from pack()");
+  m.def("linear", &linear, "y = x W^T + b in bf16 with fp32 accumulation, W from pack()", pybind11::arg("x"),
+        pybind11::arg("packed"), pybind11::arg("bias"), pybind11::arg("n"), pybind11::arg("prefetch") = true);
 }
