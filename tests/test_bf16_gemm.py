@@ -31,6 +31,15 @@ def test_kernel_matches_fp32_sums_rounded_to_bf16(rows, out_features, in_feature
 
 
 @needs_gemm
+@pytest.mark.parametrize("rows", [1, 8, 32, 300])  # the prefetch's cases: one block of rows, several, two chunks
+def test_next_panel_prefetch_leaves_every_output_bit_as_it_was(rows):
+    torch.manual_seed(rows)
+    weight, x = torch.randn(3072, 576).bfloat16(), torch.randn(rows, 576).bfloat16()  # 64 panels: several a thread
+    packed = gemm.pack(weight)
+    assert torch.equal(gemm.linear(x, packed, None, 3072), gemm.linear(x, packed, None, 3072, prefetch=False))
+
+
+@needs_gemm
 def test_kernel_keeps_leading_dimensions_and_runs_without_bias():
     torch.manual_seed(0)
     weight, x = torch.randn(40, 64).bfloat16(), torch.randn(3, 7, 64).bfloat16()
