@@ -98,6 +98,18 @@ inline void softmax(float* s, int64_t n) {
   at::vec::map([inv](Vec x) { return x * Vec(inv); }, s, s, n);
 }
 
+// Task (row b, KV head h): its visible keys [lo, pos[b]] (n of them) start `offset` elements into K and V.
+struct TaskSpan {
+  int64_t b, h, n, offset;
+};
+
+inline TaskSpan task_span(const int64_t* pos, const int64_t* slot, int64_t task, int64_t Hkv, int64_t s_slot,
+                          int64_t s_head, int64_t s_pos, int64_t window) {
+  const int64_t b = task / Hkv, h = task % Hkv, last = pos[b];
+  const int64_t lo = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
+  return {b, h, last - lo + 1, r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos};
+}
+
 // The (row, KV head) tasks over K/V stored as KV; q and out are fp32 (B, H, D).
 template <typename KV>
 void attend(const float* qp, const KV* kp, const KV* vp, const int64_t* pos, const int64_t* slot, float* op, int64_t B, int64_t H,
@@ -106,12 +118,11 @@ void attend(const float* qp, const KV* kp, const KV* vp, const int64_t* pos, con
   at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / Hkv, h = task % Hkv, last = pos[b];
-      const int64_t lo = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0, n = last - lo + 1;
+      const auto [b, h, n, offset] = task_span(pos, slot, task, Hkv, s_slot, s_head, s_pos, window);
       scores.resize(G * n);
       const float* qs = qp + (b * H + h * G) * D;  // the G query heads of KV head h, rows of D
-      const KV* keys = kp + r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos;
-      const KV* values = vp + r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos;
+      const KV* keys = kp + offset;
+      const KV* values = vp + offset;
       float* o = op + (b * H + h * G) * D;
       for (int64_t g0 = 0; g0 < G; g0 += kGroupBlock) {
         const int64_t gs = std::min(kGroupBlock, G - g0);
@@ -172,13 +183,9 @@ inline const char* prefetch_lines(const char* from, const char* end, int64_t lin
   return from;
 }
 
-NextTask next_task(const c10::BFloat16* kp, const c10::BFloat16* vp, const int64_t* pos, const int64_t* slot,
-                   int64_t task, int64_t Hkv, int64_t s_slot, int64_t s_head, int64_t s_pos, int64_t D, int64_t window) {
-  const int64_t b = task / Hkv, h = task % Hkv, last = pos[b];
-  const int64_t lo = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
-  const int64_t offset = r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos;
-  return {reinterpret_cast<const char*>(kp + offset), reinterpret_cast<const char*>(vp + offset),
-          (last - lo) * s_pos * 2 + D * 2};
+NextTask next_task(const c10::BFloat16* kp, const c10::BFloat16* vp, const TaskSpan& span, int64_t s_pos, int64_t D) {
+  return {reinterpret_cast<const char*>(kp + span.offset), reinterpret_cast<const char*>(vp + span.offset),
+          (span.n - 1) * s_pos * 2 + D * 2};
 }
 
 // One (row, KV head) task with bf16 dot products; D % 32 == 0, G <= kGroupBlock. qb: G rows of D bf16 (the
@@ -251,16 +258,16 @@ void attend_bf16(const float* qp, const c10::BFloat16* kp, const c10::BFloat16* 
     std::vector<float> scores;
     std::vector<c10::BFloat16> qb(G * D), pb;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / Hkv, h = task % Hkv, last = pos[b];
-      const int64_t lo = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0, n = last - lo + 1;
+      const auto [b, h, n, offset] = task_span(pos, slot, task, Hkv, s_slot, s_head, s_pos, window);
       scores.resize(kGroupBlock * n);
       pb.resize(kGroupBlock * (n + 1));
       const float* qs = qp + (b * H + h * G) * D;
       round_to_bf16(qs, G * D, qb.data());
-      const c10::BFloat16* keys = kp + r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos;
-      const c10::BFloat16* values = vp + r1lab::slot_of(slot, b) * s_slot + h * s_head + lo * s_pos;
-      const NextTask next = task + 1 < end ? next_task(kp, vp, pos, slot, task + 1, Hkv, s_slot, s_head, s_pos, D, window)
-                                           : NextTask{};
+      const c10::BFloat16* keys = kp + offset;
+      const c10::BFloat16* values = vp + offset;
+      const NextTask next = task + 1 < end
+          ? next_task(kp, vp, task_span(pos, slot, task + 1, Hkv, s_slot, s_head, s_pos, window), s_pos, D)
+          : NextTask{};
       for (int64_t g0 = 0; g0 < G; g0 += kGroupBlock)
         attend_bf16_task(qb.data() + g0 * D, std::min(kGroupBlock, G - g0), keys, values, s_pos, n, D, alpha,
                          scores.data(), pb.data(), op + (b * H + h * G + g0) * D, g0 == 0 ? next : NextTask{});
